@@ -1,0 +1,43 @@
+/* admin: the operator's HTTP API (SPEC §4) on its own listener, never on
+ * the proxy port. Everything but /healthz and /readyz needs the bearer token. */
+#ifndef SLUICE_ADMIN_ADMIN_H
+#define SLUICE_ADMIN_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+struct event_base;
+struct policy;
+
+/* How the admin API reaches the running proxy; all called on the admin's
+ * event loop thread. */
+struct admin_hooks {
+    void *arg;
+    /* Reload the policy file: 0, or -1 with a message in err. */
+    int (*reload)(void *arg, char *err, size_t err_size);
+    /* Replace the live policy with one the API validated (PUT/PATCH/DELETE
+     * /policy); takes the reference. */
+    void (*install_policy)(void *arg, struct policy *p);
+    /* The live policy, referenced; the caller unrefs. */
+    struct policy *(*current_policy)(void *arg);
+    /* Whether policy, listeners and (where asked for) kernel rules are in
+     * place. */
+    bool (*ready)(void *arg);
+    /* "proxy-only", "dns+proxy", "nftables", "isolate". */
+    const char *(*enforcement_mode)(void *arg);
+    time_t (*policy_loaded_at)(void *arg);
+};
+
+struct admin;
+
+/* Listens on addr ("127.0.0.1:8081"). token_file may be NULL: then every
+ * protected endpoint answers 403 naming the missing --admin-token option. */
+int admin_start(struct event_base *base, const char *addr, const char *token_file,
+                const struct admin_hooks *hooks, struct admin **out, char *err,
+                size_t err_size);
+void admin_stop(struct admin *a);
+/* The port actually bound (addr may ask for port 0, as tests do). */
+int admin_port(const struct admin *a);
+
+#endif

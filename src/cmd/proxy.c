@@ -1,0 +1,361 @@
+/* sluice proxy: load the policy, start the workers and the admin API, and
+ * serve until SIGTERM/SIGINT; SIGHUP and POST /reload reload the policy. */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "admin/admin.h"
+#include "cmd/cmd.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/netaddr.h"
+#include "policy/policy.h"
+#include "proxy/proxy.h"
+
+#define ERR_SIZE 512
+
+const char cmd_proxy_help[] =
+    "usage: sluice proxy --policy FILE [options]\n"
+    "\n"
+    "Runs the policy-enforcing HTTP/CONNECT forward proxy.\n"
+    "\n"
+    "  --policy FILE            policy (JSON) to enforce; SIGHUP or POST /reload re-reads it\n"
+    "  --listen ADDR:PORT       proxy listener (default 127.0.0.1:8080)\n"
+    "  --admin ADDR:PORT|none   admin API (default 127.0.0.1:8081)\n"
+    "  --admin-token FILE       bearer token for the admin API (file mode 0600)\n"
+    "  --log FILE               JSON lines log (default stderr; created 0600)\n"
+    "  --workers N              event-loop threads (default: one per CPU)\n"
+    "  --header-timeout SEC     time for a client to send a request head (default 20)\n"
+    "  --idle-timeout SEC       keep-alive, tunnel and upstream idle limit (default 300)\n"
+    "  --connect-timeout SEC    upstream dial timeout per address (default 10)\n"
+    "  --drain-timeout SEC      on SIGTERM, time for open connections to finish (default 10)\n"
+    "  --max-conns N            client connections in total (default 10000)\n"
+    "  --max-conns-per-client N client connections per source address (default 512)\n"
+    "  --max-tunnels-per-client N  open CONNECT tunnels per source address (default 256)\n";
+
+struct proxy_state {
+    const char *policy_file;
+    time_t policy_loaded_at;
+    bool ready;
+    struct event_base *base;
+};
+
+static struct proxy_state state;
+
+static int reload_policy(void *arg, char *err, size_t err_size)
+{
+    struct policy_error perr;
+    struct policy *p = policy_load_file(state.policy_file, &perr);
+    if (p == NULL) {
+        policy_format_error(&perr, err, err_size);
+        metrics_add(&metrics.reloads_failed, 1);
+        log_message("error", "reload failed; keeping the previous policy", err);
+        return -1;
+    }
+    if (policy_needs_ca(p)) {
+        snprintf(err, err_size,
+                 "%s: a rule uses methods, paths or inject, which need TLS interception "
+                 "(--ca); keeping the previous policy",
+                 state.policy_file);
+        policy_unref(p);
+        metrics_add(&metrics.reloads_failed, 1);
+        log_message("error", "reload failed; keeping the previous policy", err);
+        return -1;
+    }
+    proxy_policy_set(p);
+    state.policy_loaded_at = time(NULL);
+    metrics_add(&metrics.reloads_ok, 1);
+    struct policy *now = proxy_policy_get();
+    log_message("info", "policy reloaded", policy_hash(now));
+    policy_unref(now);
+    return 0;
+}
+
+static void install_policy(void *arg, struct policy *p)
+{
+    proxy_policy_set(p);
+    state.policy_loaded_at = time(NULL);
+    log_message("info", "policy replaced through the admin API", policy_hash(p));
+}
+
+static struct policy *current_policy(void *arg)
+{
+    return proxy_policy_get();
+}
+
+static bool is_ready(void *arg)
+{
+    return state.ready && proxy_running();
+}
+
+static const char *enforcement_mode(void *arg)
+{
+    return "proxy-only";
+}
+
+static time_t policy_loaded_at(void *arg)
+{
+    return state.policy_loaded_at;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    if (sig == SIGHUP) {
+        char err[ERR_SIZE];
+        reload_policy(NULL, err, sizeof err);
+        return;
+    }
+    log_message("info", "stopping: draining connections", NULL);
+    state.ready = false;
+    event_base_loopbreak(state.base);
+}
+
+/* Checked integer options: the whole text a decimal number within range. */
+static int parse_int_option(const char *name, const char *text, long min, long max, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "sluice proxy: %s must be a number from %ld to %ld, not '%s'\n", name, min,
+                max, text);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Tunnels hold two sockets each: use every descriptor we may. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+enum {
+    OPT_POLICY = 256,
+    OPT_LISTEN,
+    OPT_ADMIN,
+    OPT_ADMIN_TOKEN,
+    OPT_LOG,
+    OPT_WORKERS,
+    OPT_HEADER_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_DRAIN_TIMEOUT,
+    OPT_MAX_CONNS,
+    OPT_MAX_CONNS_CLIENT,
+    OPT_MAX_TUNNELS_CLIENT,
+};
+
+static const struct option long_options[] = {
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"admin-token", required_argument, NULL, OPT_ADMIN_TOKEN},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_CLIENT},
+    {"max-tunnels-per-client", required_argument, NULL, OPT_MAX_TUNNELS_CLIENT},
+    {NULL, 0, NULL, 0},
+};
+
+struct proxy_options {
+    struct proxy_config cfg;
+    const char *policy_file;
+    const char *admin_addr;
+    const char *admin_token;
+    const char *log_file;
+};
+
+static int parse_options(int argc, char **argv, struct proxy_options *o)
+{
+    char err[ERR_SIZE];
+    proxy_config_defaults(&o->cfg);
+    o->admin_addr = "127.0.0.1:8081";
+    optind = 1;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        int rc = 0;
+        struct proxy_config *cfg = &o->cfg;
+        switch (opt) {
+        case OPT_POLICY: o->policy_file = optarg; break;
+        case OPT_ADMIN: o->admin_addr = optarg; break;
+        case OPT_ADMIN_TOKEN: o->admin_token = optarg; break;
+        case OPT_LOG: o->log_file = optarg; break;
+        case OPT_LISTEN:
+            rc = netaddr_parse(optarg, &cfg->listen, &cfg->listen_len, err, sizeof err);
+            if (rc < 0)
+                fprintf(stderr, "sluice proxy: --listen: %s\n", err);
+            break;
+        case OPT_WORKERS: rc = parse_int_option("--workers", optarg, 1, 64, &cfg->workers); break;
+        case OPT_HEADER_TIMEOUT:
+            rc = parse_int_option("--header-timeout", optarg, 1, 3600, &cfg->header_timeout_s);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            rc = parse_int_option("--idle-timeout", optarg, 1, 86400, &cfg->idle_timeout_s);
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            rc = parse_int_option("--connect-timeout", optarg, 1, 600, &cfg->connect_timeout_s);
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            rc = parse_int_option("--drain-timeout", optarg, 0, 3600, &cfg->drain_timeout_s);
+            break;
+        case OPT_MAX_CONNS:
+            rc = parse_int_option("--max-conns", optarg, 1, 1000000, &cfg->max_conns);
+            break;
+        case OPT_MAX_CONNS_CLIENT:
+            rc = parse_int_option("--max-conns-per-client", optarg, 1, 1000000,
+                                  &cfg->max_conns_per_client);
+            break;
+        case OPT_MAX_TUNNELS_CLIENT:
+            rc = parse_int_option("--max-tunnels-per-client", optarg, 1, 1000000,
+                                  &cfg->max_tunnels_per_client);
+            break;
+        default:
+            fprintf(stderr, "sluice proxy: unknown or incomplete option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return -1;
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice proxy: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->policy_file == NULL) {
+        fprintf(stderr, "sluice proxy: --policy FILE is required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_initial_policy(const char *file)
+{
+    struct policy_error perr;
+    char err[ERR_SIZE];
+    struct policy *p = policy_load_file(file, &perr);
+    if (p == NULL) {
+        policy_format_error(&perr, err, sizeof err);
+        fprintf(stderr, "sluice proxy: invalid policy: %s\n", err);
+        return -1;
+    }
+    if (policy_needs_ca(p)) {
+        fprintf(stderr,
+                "sluice proxy: %s: a rule uses methods, paths or inject, which need TLS "
+                "interception; this build has no --ca support yet\n",
+                file);
+        policy_unref(p);
+        return -1;
+    }
+    proxy_policy_set(p);
+    state.policy_loaded_at = time(NULL);
+    return 0;
+}
+
+static void add_own_address(struct proxy_config *cfg, const struct sockaddr_storage *ss)
+{
+    if (cfg->n_own < PROXY_MAX_OWN_ADDRS)
+        cfg->own[cfg->n_own++] = *ss;
+}
+
+static int serve(struct proxy_options *o)
+{
+    char err[ERR_SIZE];
+    struct admin *admin = NULL;
+    struct event *signals[3] = {NULL, NULL, NULL};
+    int rc = EXIT_RUNTIME;
+
+    state.base = event_base_new();
+    if (state.base == NULL)
+        return EXIT_RUNTIME;
+    add_own_address(&o->cfg, &o->cfg.listen);
+    if (strcmp(o->admin_addr, "none") != 0) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (netaddr_parse(o->admin_addr, &ss, &len, err, sizeof err) < 0) {
+            fprintf(stderr, "sluice proxy: --admin: %s\n", err);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        add_own_address(&o->cfg, &ss);
+        struct admin_hooks hooks = {
+            .arg = NULL,
+            .reload = reload_policy,
+            .install_policy = install_policy,
+            .current_policy = current_policy,
+            .ready = is_ready,
+            .enforcement_mode = enforcement_mode,
+            .policy_loaded_at = policy_loaded_at,
+        };
+        if (admin_start(state.base, o->admin_addr, o->admin_token, &hooks, &admin, err,
+                        sizeof err) < 0) {
+            fprintf(stderr, "sluice proxy: admin API: %s\n", err);
+            goto out;
+        }
+    }
+    if (proxy_start(&o->cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: %s\n", err);
+        goto out;
+    }
+    const int sigs[3] = {SIGHUP, SIGTERM, SIGINT};
+    for (int i = 0; i < 3; i++) {
+        signals[i] = evsignal_new(state.base, sigs[i], on_signal, NULL);
+        evsignal_add(signals[i], NULL);
+    }
+    char where[80];
+    netaddr_format(&o->cfg.listen, where, sizeof where);
+    state.ready = true;
+    log_message("info", "sluice proxy listening", where);
+    event_base_dispatch(state.base);
+    proxy_stop();
+    log_message("info", "stopped", NULL);
+    rc = 0;
+out:
+    for (int i = 0; i < 3; i++)
+        if (signals[i])
+            event_free(signals[i]);
+    if (admin)
+        admin_stop(admin);
+    event_base_free(state.base);
+    return rc;
+}
+
+int cmd_proxy_main(int argc, char **argv)
+{
+    struct proxy_options o;
+    memset(&o, 0, sizeof o);
+    char err[ERR_SIZE];
+    if (parse_options(argc, argv, &o) < 0)
+        return EXIT_USAGE;
+    state.policy_file = o.policy_file;
+    if (load_initial_policy(o.policy_file) < 0)
+        return EXIT_USAGE;
+    if (log_open(o.log_file, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: --log: %s\n", err);
+        return EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    int rc = serve(&o);
+    proxy_policy_set(NULL);
+    log_close();
+    return rc;
+}

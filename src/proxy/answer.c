@@ -1,0 +1,101 @@
+/* answer: the proxy's own answers (403, 4xx, 5xx), short text bodies that
+ * say what happened, and X-Sluice-Decision so scripts can tell sluice's
+ * refusals from an upstream's. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/conn.h"
+
+#define ANSWER_BODY_MAX 1024
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+static void send_answer(struct conn *c, int status, const char *decision, const char *body,
+                        bool close_after)
+{
+    if (c->client == NULL) {
+        conn_close(c, "client gone");
+        return;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->client);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Length: %zu\r\n"
+                        "X-Sluice-Decision: %s\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "%s"
+                        "Connection: %s\r\n\r\n",
+                        status, status_text(status), strlen(body), decision,
+                        status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, "
+                                        "CONNECT\r\n"
+                                      : "",
+                        close_after ? "close" : "keep-alive");
+    if (!c->request_is_head)
+        evbuffer_add(out, body, strlen(body));
+    c->bytes_down += strlen(body);
+    if (close_after)
+        conn_close_after_flush(c, "answered");
+    else
+        conn_next_request(c);
+}
+
+void answer_error(struct conn *c, int status, const char *reason, bool close_after)
+{
+    char body[ANSWER_BODY_MAX];
+    snprintf(body, sizeof body, "sluice: %s\n", reason);
+    send_answer(c, status, "error", body, close_after);
+}
+
+/* The body names host and rule so the workload (or its human) learns what
+ * to ask for; why overrides the rule text for refusals after the decision,
+ * such as an address in a special range. */
+void answer_denied(struct conn *c, const char *why)
+{
+    char body[ANSWER_BODY_MAX];
+    char target[HOST_TEXT_SIZE + 16];
+    host_format_authority(&c->dest.host, c->dest.port, target, sizeof target);
+    const char *what = c->is_connect ? "CONNECT" : c->method;
+    char rule[64];
+    const char *reason = why;
+    if (reason == NULL && c->decision.verdict == VERDICT_PROMPT)
+        reason = "the rule asks for an operator's approval, and no approver is attached";
+    if (c->decision.rule < 0)
+        snprintf(rule, sizeof rule, "no rule; default deny");
+    else
+        snprintf(rule, sizeof rule, "rule %d", c->decision.rule);
+    if (reason == NULL)
+        reason = c->decision.reason;
+    if (reason)
+        snprintf(body, sizeof body, "sluice: %s %s denied by policy (%s): %s\n", what, target, rule,
+                 reason);
+    else
+        snprintf(body, sizeof body, "sluice: %s %s denied by policy (%s)\n", what, target, rule);
+    conn_log(c, "deny", 403, reason ? reason : (c->decision.rule < 0 ? "no rule; default deny" : NULL));
+    /* After a denied CONNECT the client's next bytes belong to a tunnel that
+     * never opened, and after a request with a body we cannot find the next
+     * request: close in both cases. */
+    bool close_after = c->is_connect || c->req_body.framing != HTTP_BODY_NONE ||
+                       !c->client_keep_alive;
+    send_answer(c, 403, "deny", body, close_after);
+}

@@ -17,8 +17,9 @@ struct admin_hooks {
     /* Reload the policy file: 0, or -1 with a message in err. */
     int (*reload)(void *arg, char *err, size_t err_size);
     /* Replace the live policy with one the API validated (PUT/PATCH/DELETE
-     * /policy); takes the reference. */
-    void (*install_policy)(void *arg, struct policy *p);
+     * /policy); takes the reference either way. 0, or -1 with a message in
+     * err when this process cannot enforce it (e.g. it needs a CA). */
+    int (*install_policy)(void *arg, struct policy *p, char *err, size_t err_size);
     /* The live policy, referenced; the caller unrefs. */
     struct policy *(*current_policy)(void *arg);
     /* Whether policy, listeners and (where asked for) kernel rules are in

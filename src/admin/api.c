@@ -383,7 +383,12 @@ static void put_policy(struct admin *a, struct evhttp_request *req)
     }
     doc = json_pack("{s:s, s:s?}", "result", "ok", "hash", policy_hash(p));
     /* the hook logs the change: it knows whether the policy went live */
-    a->hooks.install_policy(a->hooks.arg, p);
+    if (a->hooks.install_policy(a->hooks.arg, p, msg, sizeof msg) < 0) {
+        json_decref(doc);
+        log_message("warning", "admin: PUT /policy rejected", NULL);
+        reply_json(req, 422, result_failed(msg));
+        return;
+    }
     reply_json(req, 200, doc);
 }
 

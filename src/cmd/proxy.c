@@ -78,11 +78,18 @@ static int reload_policy(void *arg, char *err, size_t err_size)
     return 0;
 }
 
-static void install_policy(void *arg, struct policy *p)
+static int install_policy(void *arg, struct policy *p, char *err, size_t err_size)
 {
+    if (policy_needs_ca(p)) {
+        snprintf(err, err_size,
+                 "a rule uses methods, paths or inject, which need TLS interception (--ca)");
+        policy_unref(p);
+        return -1;
+    }
     proxy_policy_set(p);
     state.policy_loaded_at = time(NULL);
     log_message("info", "policy replaced through the admin API", policy_hash(p));
+    return 0;
 }
 
 static struct policy *current_policy(void *arg)

@@ -54,6 +54,7 @@ static void send_answer(struct conn *c, int status, const char *decision, const 
     if (!c->request_is_head)
         evbuffer_add(out, body, strlen(body));
     c->bytes_down += strlen(body);
+    conn_write_now(c->client);
     if (close_after)
         conn_close_after_flush(c, "answered");
     else

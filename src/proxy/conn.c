@@ -127,6 +127,10 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t 
         return;
     }
     bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    conn_tune_bufferevent(c->client);
+    /* Reading pauses by itself when this much waits unparsed: at least one
+     * whole request head must fit. */
+    bufferevent_setwatermark(c->client, EV_READ, 0, CONN_CLIENT_READ_MAX);
     bufferevent_enable(c->client, EV_READ);
 
     c->next = w->conns;
@@ -164,7 +168,8 @@ static void reset_request(struct conn *c)
     c->n_addrs = 0;
     c->next_addr = 0;
     c->last_dial_error = 0;
-    c->upstream_ip[0] = '\0';
+    if (c->upstream == NULL)
+        c->upstream_ip[0] = '\0';
 }
 
 static const char *kind_name(const struct conn *c)
@@ -285,6 +290,7 @@ void conn_close_after_flush(struct conn *c, const char *why)
         return;
     }
     bufferevent_disable(c->client, EV_READ);
+    conn_write_now(c->client);
     if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
         conn_close(c, why);
         return;
@@ -448,6 +454,34 @@ static void read_request_head(struct conn *c)
     handle_request(c, buf, (size_t)r, &req);
 }
 
+/* libevent reads 4 KiB at a time unless told otherwise: bulk bodies want
+ * much larger reads and writes. */
+void conn_tune_bufferevent(struct bufferevent *bev)
+{
+    bufferevent_set_max_single_read(bev, CONN_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, CONN_MAX_SINGLE_IO);
+}
+
+/* Writes what a bufferevent holds straight away. Most answers fit the
+ * socket buffer, so the write event is never armed and the request costs no
+ * epoll_ctl; only a partial write leaves the rest to libevent. */
+void conn_write_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    /* libevent freezes the front of a bufferevent's output so callers
+     * cannot drain it under its feet; its own write callback thaws it the
+     * same way for the duration of the write. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    else
+        bufferevent_enable(bev, EV_WRITE);
+}
+
 void conn_next_request(struct conn *c)
 {
     reset_request(c);
@@ -457,7 +491,10 @@ void conn_next_request(struct conn *c)
         return;
     }
     arm_timer(c, c->w->cfg->idle_timeout_s);
-    bufferevent_enable(c->client, EV_READ);
+    if (c->client_paused) {
+        bufferevent_enable(c->client, EV_READ);
+        c->client_paused = false;
+    }
     /* A pipelined request may already be waiting. */
     if (evbuffer_get_length(bufferevent_get_input(c->client)) > 0)
         read_request_head(c);
@@ -485,8 +522,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         forward_client_readable(c);
         break;
     default:
-        /* Bytes wait in the buffer until the state wants them. */
-        bufferevent_disable(bev, EV_READ);
+        /* Bytes wait in the buffer (bounded by the read watermark) until
+         * the state wants them. */
         break;
     }
 }
@@ -495,7 +532,8 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     if (c->state == CONN_CLOSING) {
-        conn_close(c, "answered");
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_close(c, "answered");
         return;
     }
     /* The client drained what we queued: resume reading the upstream. */

@@ -20,6 +20,8 @@
 /* Reading from one side pauses while the other side has this much queued. */
 #define CONN_MAX_QUEUED (256 * 1024)
 #define CONN_BODY_SLICE (64 * 1024)
+#define CONN_MAX_SINGLE_IO (256 * 1024)
+#define CONN_CLIENT_READ_MAX (HTTP_MAX_HEAD_BYTES + 64 * 1024)
 /* Empty pipes kept per worker for splice relays. */
 #define WORKER_PIPE_POOL 256
 
@@ -63,6 +65,7 @@ struct body_progress {
 };
 
 struct tunnel;
+struct bufferevent;
 
 struct conn {
     struct worker *w;
@@ -107,6 +110,7 @@ struct conn {
     bool request_is_head;
     bool client_keep_alive;
     bool client_http10;
+    bool client_paused; /* reading paused for backpressure */
     bool upgrade_websocket;
     struct body_progress req_body;
     struct body_progress resp_body;
@@ -132,6 +136,8 @@ void conn_set_state(struct conn *c, enum conn_state s);
 void conn_upstream_connected(struct conn *c);
 /* Back to waiting for the next request on a kept-alive connection. */
 void conn_next_request(struct conn *c);
+void conn_tune_bufferevent(struct bufferevent *bev);
+void conn_write_now(struct bufferevent *bev);
 /* Flush what was written to the client, then close. */
 void conn_close_after_flush(struct conn *c, const char *why);
 void conn_log(struct conn *c, const char *decision, int status, const char *reason);

@@ -241,6 +241,7 @@ static void dial_next(struct conn *c)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, c->upstream_ip,
                       sizeof c->upstream_ip);
         bufferevent_setcb(c->upstream, NULL, NULL, upstream_connect_event, c);
+        conn_tune_bufferevent(c->upstream);
         struct timeval tv = {c->w->cfg->connect_timeout_s, 0};
         bufferevent_set_timeouts(c->upstream, NULL, &tv);
         conn_set_state(c, CONN_CONNECTING);

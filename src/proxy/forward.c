@@ -56,12 +56,38 @@ static const struct http_header *connection_header(const struct http_header *hs,
     return i < 0 ? NULL : &hs[i];
 }
 
-static void add_header(struct evbuffer *out, const struct http_header *h)
+/* A rewritten head is assembled in one bounded buffer and handed to
+ * libevent in one piece. The bound leaves room for what sluice adds to a
+ * head that was itself at most HTTP_MAX_HEAD_BYTES. */
+#define HEAD_OUT_MAX (HTTP_MAX_HEAD_BYTES + 1024)
+
+struct head_out {
+    char buf[HEAD_OUT_MAX];
+    size_t len;
+    bool overflow;
+};
+
+static void head_put(struct head_out *o, const char *s, size_t n)
 {
-    evbuffer_add(out, h->name, h->name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, h->value, h->value_len);
-    evbuffer_add(out, "\r\n", 2);
+    if (o->len + n > sizeof o->buf) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void head_puts(struct head_out *o, const char *s)
+{
+    head_put(o, s, strlen(s));
+}
+
+static void add_header(struct head_out *out, const struct http_header *h)
+{
+    head_put(out, h->name, h->name_len);
+    head_put(out, ": ", 2);
+    head_put(out, h->value, h->value_len);
+    head_put(out, "\r\n", 2);
 }
 
 /* Forwarding headers from the workload are dropped rather than passed on:
@@ -74,7 +100,7 @@ static bool is_forwarding_header(const struct http_header *h)
 }
 
 static void build_request_head(struct conn *c, const struct http_request *req,
-                               const struct http_uri *uri, struct evbuffer *out)
+                               const struct http_uri *uri, struct head_out *out)
 {
     char authority[HOST_TEXT_SIZE + 16];
     if (c->dest.port == 80) {
@@ -86,10 +112,14 @@ static void build_request_head(struct conn *c, const struct http_request *req,
     } else {
         host_format_authority(&c->dest.host, c->dest.port, authority, sizeof authority);
     }
-    evbuffer_add(out, req->method, req->method_len);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, uri->path, uri->path_len);
-    evbuffer_add_printf(out, " HTTP/1.1\r\nHost: %s\r\n", authority);
+    head_put(out, req->method, req->method_len);
+    head_put(out, " ", 1);
+    head_put(out, uri->path, uri->path_len);
+    /* An HTTP/1.0 client cannot read chunked answers: ask as HTTP/1.0 so
+     * the upstream never sends one. */
+    head_puts(out, req->version_minor == 0 ? " HTTP/1.0\r\nHost: " : " HTTP/1.1\r\nHost: ");
+    head_puts(out, authority);
+    head_put(out, "\r\n", 2);
 
     const struct http_header *conn_hdr = connection_header(req->headers, req->n_headers);
     for (size_t i = 0; i < req->n_headers; i++) {
@@ -102,10 +132,10 @@ static void build_request_head(struct conn *c, const struct http_request *req,
     }
     if (c->upgrade_websocket) {
         int u = http_find_header(req->headers, req->n_headers, "upgrade");
-        evbuffer_add_printf(out, "Connection: Upgrade\r\n");
+        head_puts(out, "Connection: Upgrade\r\n");
         add_header(out, &req->headers[u]);
     }
-    evbuffer_add(out, VIA_HEADER "\r\n", sizeof VIA_HEADER + 1);
+    head_puts(out, VIA_HEADER "\r\n");
 }
 
 static void count_decision(struct conn *c, enum metrics_outcome outcome)
@@ -204,13 +234,20 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
                                                               req->headers[u].value_len,
                                                               "websocket");
     }
-    if (c->pending_head == NULL)
-        c->pending_head = evbuffer_new();
-    build_request_head(c, req, uri, c->pending_head);
+    struct head_out out;
+    out.len = 0;
+    out.overflow = false;
+    build_request_head(c, req, uri, &out);
     (void)head;
+    if (out.overflow || (c->pending_head == NULL && (c->pending_head = evbuffer_new()) == NULL)) {
+        evbuffer_drain(in, head_len);
+        conn_log(c, "error", 431, "request head too large after rewriting");
+        answer_error(c, 431, "request head too large after rewriting", true);
+        return;
+    }
+    evbuffer_add(c->pending_head, out.buf, out.len);
     evbuffer_drain(in, head_len);
     c->bytes_up += head_len;
-    bufferevent_disable(c->client, EV_READ);
 
     if (can_reuse_upstream(c)) {
         forward_upstream_ready(c);
@@ -231,10 +268,9 @@ void forward_upstream_ready(struct conn *c)
     bufferevent_setwatermark(c->client, EV_WRITE, CONN_MAX_QUEUED / 2, 0);
     struct timeval idle = {c->w->cfg->idle_timeout_s, 0};
     bufferevent_set_timeouts(c->upstream, &idle, &idle);
+    bufferevent_enable(c->upstream, EV_READ);
     bufferevent_write_buffer(c->upstream, c->pending_head);
-    bufferevent_enable(c->upstream, EV_READ | EV_WRITE);
-    if (!c->req_body.done)
-        bufferevent_enable(c->client, EV_READ);
+    conn_write_now(c->upstream);
     forward_client_readable(c);
 }
 
@@ -298,18 +334,31 @@ void forward_client_readable(struct conn *c)
     }
     c->bytes_up += (uint64_t)n;
     metrics_add(&metrics.bytes_up, (uint64_t)n);
-    if (c->req_body.done || evbuffer_get_length(out) >= CONN_MAX_QUEUED)
+    if (n > 0)
+        conn_write_now(c->upstream);
+    /* The client stays readable (its read watermark bounds what piles up):
+     * toggling it per request would cost two epoll_ctl calls each. Only a
+     * slow upstream pauses it. */
+    if (!c->req_body.done && evbuffer_get_length(out) >= CONN_MAX_QUEUED) {
         bufferevent_disable(c->client, EV_READ);
-    else
+        c->client_paused = true;
+    } else if (c->client_paused) {
         bufferevent_enable(c->client, EV_READ);
+        c->client_paused = false;
+    }
 }
 
 static void write_response_head(struct conn *c, const struct http_response *resp, bool keep)
 {
-    struct evbuffer *out = bufferevent_get_output(c->client);
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", resp->status);
-    evbuffer_add(out, resp->reason, resp->reason_len);
-    evbuffer_add(out, "\r\n", 2);
+    struct head_out o;
+    struct head_out *out = &o;
+    char status[24];
+    o.len = 0;
+    o.overflow = false;
+    snprintf(status, sizeof status, "HTTP/1.1 %03d ", resp->status);
+    head_puts(out, status);
+    head_put(out, resp->reason, resp->reason_len);
+    head_put(out, "\r\n", 2);
     const struct http_header *conn_hdr = connection_header(resp->headers, resp->n_headers);
     bool switching = resp->status == 101;
     for (size_t i = 0; i < resp->n_headers; i++) {
@@ -326,11 +375,14 @@ static void write_response_head(struct conn *c, const struct http_response *resp
     }
     if (!switching && resp->status >= 200) {
         if (!keep)
-            evbuffer_add(out, "Connection: close\r\n", 19);
+            head_puts(out, "Connection: close\r\n");
         else if (c->client_http10)
-            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+            head_puts(out, "Connection: keep-alive\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    head_put(out, "\r\n", 2);
+    /* A response head cannot outgrow the bound: it was parsed within
+     * HTTP_MAX_HEAD_BYTES and only lost headers here. */
+    evbuffer_add(bufferevent_get_output(c->client), o.buf, o.len);
 }
 
 static void finish_exchange(struct conn *c)
@@ -409,6 +461,7 @@ static int read_response_head(struct conn *c)
              * one follows. */
             write_response_head(c, &resp, true);
             evbuffer_drain(in, (size_t)r);
+            conn_write_now(c->client);
             continue;
         }
         c->resp_status = resp.status;
@@ -417,7 +470,7 @@ static int read_response_head(struct conn *c)
         c->resp_body.remaining = resp.content_length;
         c->resp_body.done = resp.framing == HTTP_BODY_NONE ||
                             (resp.framing == HTTP_BODY_LENGTH && resp.content_length == 0);
-        http_chunked_init(&c->resp_body.chunked);
+        http_chunked_init_response(&c->resp_body.chunked);
         bool keep = c->client_keep_alive && resp.framing != HTTP_BODY_CLOSE && !c->w->draining;
         write_response_head(c, &resp, keep);
         evbuffer_drain(in, (size_t)r);
@@ -449,6 +502,7 @@ void forward_upstream_readable(struct conn *c)
     }
     c->bytes_down += (uint64_t)n;
     metrics_add(&metrics.bytes_down, (uint64_t)n);
+    conn_write_now(c->client);
     if (c->resp_body.done) {
         finish_exchange(c);
         return;
@@ -493,10 +547,8 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 static void upstream_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->state == CONN_FORWARD && !c->req_body.done) {
-        bufferevent_enable(c->client, EV_READ);
+    if (c->state == CONN_FORWARD && !c->req_body.done)
         forward_client_readable(c);
-    }
 }
 
 static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)

@@ -10,8 +10,8 @@ import world as W
 from conftest import SLOW, base_policy
 from test_admin import metrics, policy_hash, status_doc
 
-REQUESTS = 300
-MAX_RELOADS = 40
+REQUESTS = 1000
+MAX_RELOADS = 60
 
 
 def policy_variant(i):

@@ -98,11 +98,14 @@ static int hook_reload(void *arg, char *err, size_t err_size)
     return 0;
 }
 
-static void hook_install(void *arg, struct policy *p)
+static int hook_install(void *arg, struct policy *p, char *err, size_t err_size)
 {
     (void)arg;
+    (void)err;
+    (void)err_size;
     atomic_fetch_add(&world.installs, 1);
     set_live(p);
+    return 0;
 }
 
 static struct policy *hook_current(void *arg)

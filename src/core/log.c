@@ -137,21 +137,26 @@ static void put_key(struct line *l, const char *key)
     put(l, "\":", 2);
 }
 
+/* Decision lines have a fixed set of keys (null when unknown), so log
+ * pipelines see one schema. */
 static void put_string_field(struct line *l, const char *key, const char *value)
 {
-    if (value == NULL)
-        return;
     put_key(l, key);
-    put_escaped(l, value);
+    if (value == NULL)
+        put(l, "null", 4);
+    else
+        put_escaped(l, value);
 }
 
 static void put_int_field(struct line *l, const char *key, int64_t value)
 {
     char num[24];
-    if (value < 0)
-        return;
-    int n = snprintf(num, sizeof num, "%lld", (long long)value);
     put_key(l, key);
+    if (value < 0) {
+        put(l, "null", 4);
+        return;
+    }
+    int n = snprintf(num, sizeof num, "%lld", (long long)value);
     put(l, num, (size_t)n);
 }
 
@@ -199,11 +204,10 @@ void log_write_event(const struct log_event *ev)
     put_string_field(&l, "method", ev->method);
     put_string_field(&l, "path", ev->path);
     put_string_field(&l, "decision", ev->decision);
-    if (ev->rule == LOG_RULE_DEFAULT) {
+    if (ev->rule == LOG_RULE_DEFAULT)
         put_string_field(&l, "rule", "default");
-    } else if (ev->rule >= 0) {
+    else
         put_int_field(&l, "rule", ev->rule);
-    }
     put_string_field(&l, "reason", ev->reason);
     put_string_field(&l, "upstream_ip", ev->upstream_ip);
     put_int_field(&l, "status", ev->status);
@@ -221,7 +225,8 @@ void log_message(const char *level, const char *msg, const char *detail)
     put_timestamp(&l);
     put_string_field(&l, "level", level);
     put_string_field(&l, "msg", msg);
-    put_string_field(&l, "detail", detail);
+    if (detail)
+        put_string_field(&l, "detail", detail);
     put(&l, "}\n", 2);
     if (!l.overflow)
         emit_line(l.buf, l.len);

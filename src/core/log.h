@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /* One decision or connection event. NULL strings and negative numbers are
- * left out of the line. */
+ * written as null: every line has the same keys. */
 struct log_event {
     const char *client;
     const char *kind; /* http, connect, dns, tls, transparent */

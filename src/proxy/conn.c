@@ -421,7 +421,9 @@ static void read_request_head(struct conn *c)
     struct evbuffer_ptr from;
     evbuffer_ptr_set(in, &from, c->head_scan_from, EVBUFFER_PTR_SET);
     struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, &from);
-    if (nl.pos < 0) {
+    /* Without a line end the parser can still judge an over-long request
+     * line (414); shorter ones just wait. */
+    if (nl.pos < 0 && len <= HTTP_MAX_REQUEST_LINE) {
         c->head_scan_from = len;
         if (len > HTTP_MAX_HEAD_BYTES) {
             metrics_add(&metrics.errors[METRICS_ERR_BAD_REQUEST], 1);

@@ -28,6 +28,12 @@ struct admin_hooks {
     /* "proxy-only", "dns+proxy", "nftables", "isolate". */
     const char *(*enforcement_mode)(void *arg);
     time_t (*policy_loaded_at)(void *arg);
+    /* The DNS filter (may be NULL when there is none). dns_status: the
+     * "dns" object of GET /status as malloc'd JSON text, or NULL (then
+     * "dns": null). dns_learned: GET /dns/learned as malloc'd JSON text,
+     * or NULL (then 404, the filter is not running). The caller frees. */
+    char *(*dns_status)(void *arg);
+    char *(*dns_learned)(void *arg);
 };
 
 struct admin;

@@ -240,18 +240,51 @@ static void serve_readyz(struct admin *a, struct evhttp_request *req, const char
 
 /* Kernel drop counters belong to the kernel enforcement roles; until one
  * runs they are null, and the CLI says "not enforced by kernel". */
+/* The DNS filter's own object (listener, SO_MARK state, limits), or null
+ * when no filter runs. */
+static json_t *dns_status(struct admin *a)
+{
+    char *text = a->hooks.dns_status ? a->hooks.dns_status(a->hooks.arg) : NULL;
+    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+
+    free(text);
+    return doc ? doc : json_null();
+}
+
 static void serve_status(struct admin *a, struct evhttp_request *req, const char *path)
 {
     struct policy *p = live_policy(a);
     const char *mode = a->hooks.enforcement_mode ? a->hooks.enforcement_mode(a->hooks.arg) : NULL;
-    json_t *doc =
-        json_pack("{s:s, s:s, s:o, s:I, s:o, s:n}", "version", SLUICE_VERSION, "enforcement_mode",
-                  mode ? mode : "proxy-only", "policy", policy_summary(a, p), "uptime_seconds",
-                  (json_int_t)metrics_uptime_seconds(), "counters", counters(), "kernel_drops");
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:I, s:o, s:n, s:o}", "version", SLUICE_VERSION,
+                            "enforcement_mode", mode ? mode : "proxy-only", "policy",
+                            policy_summary(a, p), "uptime_seconds",
+                            (json_int_t)metrics_uptime_seconds(), "counters", counters(),
+                            "kernel_drops", "dns", dns_status(a));
 
     if (p)
         policy_unref(p);
     reply_json(req, 200, doc);
+}
+
+/* What the DNS filter learned from allowed answers (the in-memory sink):
+ * what the enforcement layer would let the workload reach by address. */
+static void serve_dns_learned(struct admin *a, struct evhttp_request *req, const char *path)
+{
+    char *text = a->hooks.dns_learned ? a->hooks.dns_learned(a->hooks.arg) : NULL;
+    struct evbuffer *body;
+
+    if (text == NULL) {
+        reply_text(req, 404, "the DNS filter is not running (start sluice proxy with --dns)");
+        return;
+    }
+    body = evbuffer_new();
+    if (body == NULL || evbuffer_add_printf(body, "%s\n", text) < 0)
+        evhttp_send_error(req, 500, NULL);
+    else
+        reply(req, 200, "application/json", body);
+    if (body)
+        evbuffer_free(body);
+    free(text);
 }
 
 /* sha256 hex only: anything else would need label escaping and is a bug. */
@@ -430,6 +463,7 @@ static const struct route routes[] = {
     {"/policy", false, false, METHODS_READ | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE,
      serve_policy},
     {"/approvals", false, false, METHODS_READ, serve_approvals},
+    {"/dns/learned", false, false, METHODS_READ, serve_dns_learned},
     {"/approvals/", true, false, EVHTTP_REQ_POST, serve_approval},
 };
 

@@ -13,10 +13,13 @@
 
 #include "admin/admin.h"
 #include "cmd/cmd.h"
+#include "cmd/proxy_dns.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/netaddr.h"
+#include "dns/filter.h"
 #include "policy/policy.h"
+#include "proxy/intercept.h"
 #include "proxy/proxy.h"
 
 #define ERR_SIZE 512
@@ -30,6 +33,8 @@ const char cmd_proxy_help[] =
     "  --listen ADDR:PORT       proxy listener (default 127.0.0.1:8080)\n"
     "  --admin ADDR:PORT|none   admin API (default 127.0.0.1:8081)\n"
     "  --admin-token FILE       bearer token for the admin API (file mode 0600)\n"
+    "  --ca DIR                 internal CA (sluice ca init) for TLS interception\n"
+    "  --upstream-ca FILE       verify intercepted upstreams against FILE, not the system roots\n"
     "  --log FILE               JSON lines log (default stderr; created 0600)\n"
     "  --workers N              event-loop threads (default: one per CPU)\n"
     "  --header-timeout SEC     time for a client to send a request head (default 20)\n"
@@ -38,10 +43,12 @@ const char cmd_proxy_help[] =
     "  --drain-timeout SEC      on SIGTERM, time for open connections to finish (default 10)\n"
     "  --max-conns N            client connections in total (default 10000)\n"
     "  --max-conns-per-client N client connections per source address (default 512)\n"
-    "  --max-tunnels-per-client N  open CONNECT tunnels per source address (default 256)\n";
+    "  --max-tunnels-per-client N  open CONNECT tunnels per source address (default 256)\n"
+    PROXY_DNS_HELP;
 
 struct proxy_state {
     const char *policy_file;
+    bool have_ca;
     time_t policy_loaded_at;
     bool ready;
     struct event_base *base;
@@ -59,11 +66,17 @@ static int reload_policy(void *arg, char *err, size_t err_size)
         log_message("error", "reload failed; keeping the previous policy", err);
         return -1;
     }
-    if (policy_needs_ca(p)) {
+    if (policy_needs_ca(p) && !state.have_ca) {
         snprintf(err, err_size,
                  "%s: a rule uses methods, paths or inject, which need TLS interception "
                  "(--ca); keeping the previous policy",
                  state.policy_file);
+        policy_unref(p);
+        metrics_add(&metrics.reloads_failed, 1);
+        log_message("error", "reload failed; keeping the previous policy", err);
+        return -1;
+    }
+    if (proxy_dns_check_policy(p, state.policy_file, err, err_size) < 0) {
         policy_unref(p);
         metrics_add(&metrics.reloads_failed, 1);
         log_message("error", "reload failed; keeping the previous policy", err);
@@ -80,9 +93,13 @@ static int reload_policy(void *arg, char *err, size_t err_size)
 
 static int install_policy(void *arg, struct policy *p, char *err, size_t err_size)
 {
-    if (policy_needs_ca(p)) {
+    if (policy_needs_ca(p) && !state.have_ca) {
         snprintf(err, err_size,
                  "a rule uses methods, paths or inject, which need TLS interception (--ca)");
+        policy_unref(p);
+        return -1;
+    }
+    if (proxy_dns_check_policy(p, "the new policy", err, err_size) < 0) {
         policy_unref(p);
         return -1;
     }
@@ -99,12 +116,12 @@ static struct policy *current_policy(void *arg)
 
 static bool is_ready(void *arg)
 {
-    return state.ready && proxy_running();
+    return state.ready && proxy_running() && (!proxy_dns_enabled() || dns_filter_running());
 }
 
 static const char *enforcement_mode(void *arg)
 {
-    return "proxy-only";
+    return dns_filter_running() ? "dns+proxy" : "proxy-only";
 }
 
 static time_t policy_loaded_at(void *arg)
@@ -163,6 +180,8 @@ enum {
     OPT_MAX_CONNS,
     OPT_MAX_CONNS_CLIENT,
     OPT_MAX_TUNNELS_CLIENT,
+    OPT_CA,
+    OPT_UPSTREAM_CA,
 };
 
 static const struct option long_options[] = {
@@ -179,6 +198,9 @@ static const struct option long_options[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_CLIENT},
     {"max-tunnels-per-client", required_argument, NULL, OPT_MAX_TUNNELS_CLIENT},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+    PROXY_DNS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -188,6 +210,8 @@ struct proxy_options {
     const char *admin_addr;
     const char *admin_token;
     const char *log_file;
+    const char *ca_dir;
+    const char *upstream_ca;
 };
 
 static int parse_options(int argc, char **argv, struct proxy_options *o)
@@ -206,6 +230,8 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         case OPT_ADMIN: o->admin_addr = optarg; break;
         case OPT_ADMIN_TOKEN: o->admin_token = optarg; break;
         case OPT_LOG: o->log_file = optarg; break;
+        case OPT_CA: o->ca_dir = optarg; break;
+        case OPT_UPSTREAM_CA: o->upstream_ca = optarg; break;
         case OPT_LISTEN:
             rc = netaddr_parse(optarg, &cfg->listen, &cfg->listen_len, err, sizeof err);
             if (rc < 0)
@@ -236,6 +262,10 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
                                   &cfg->max_tunnels_per_client);
             break;
         default:
+            if (opt >= PROXY_DNS_OPT_FIRST && opt <= PROXY_DNS_OPT_LAST) {
+                rc = proxy_dns_option(opt, optarg);
+                break;
+            }
             fprintf(stderr, "sluice proxy: unknown or incomplete option '%s' (see --help)\n",
                     argv[optind - 1]);
             return -1;
@@ -251,7 +281,7 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         fprintf(stderr, "sluice proxy: --policy FILE is required (see --help)\n");
         return -1;
     }
-    return 0;
+    return proxy_dns_check_options();
 }
 
 static int load_initial_policy(const char *file)
@@ -264,10 +294,10 @@ static int load_initial_policy(const char *file)
         fprintf(stderr, "sluice proxy: invalid policy: %s\n", err);
         return -1;
     }
-    if (policy_needs_ca(p)) {
+    if (policy_needs_ca(p) && !state.have_ca) {
         fprintf(stderr,
                 "sluice proxy: %s: a rule uses methods, paths or inject, which need TLS "
-                "interception; this build has no --ca support yet\n",
+                "interception: give the CA with --ca DIR (make one with `sluice ca init`)\n",
                 file);
         policy_unref(p);
         return -1;
@@ -311,12 +341,18 @@ static int serve(struct proxy_options *o)
             .ready = is_ready,
             .enforcement_mode = enforcement_mode,
             .policy_loaded_at = policy_loaded_at,
+            .dns_status = proxy_dns_status,
+            .dns_learned = proxy_dns_learned,
         };
         if (admin_start(state.base, o->admin_addr, o->admin_token, &hooks, &admin, err,
                         sizeof err) < 0) {
             fprintf(stderr, "sluice proxy: admin API: %s\n", err);
             goto out;
         }
+    }
+    if (proxy_dns_start(&o->cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: %s\n", err);
+        goto out;
     }
     if (proxy_start(&o->cfg, err, sizeof err) < 0) {
         fprintf(stderr, "sluice proxy: %s\n", err);
@@ -332,10 +368,12 @@ static int serve(struct proxy_options *o)
     state.ready = true;
     log_message("info", "sluice proxy listening", where);
     event_base_dispatch(state.base);
+    proxy_dns_stop();
     proxy_stop();
     log_message("info", "stopped", NULL);
     rc = 0;
 out:
+    proxy_dns_stop();
     for (int i = 0; i < 3; i++)
         if (signals[i])
             event_free(signals[i]);
@@ -353,8 +391,23 @@ int cmd_proxy_main(int argc, char **argv)
     if (parse_options(argc, argv, &o) < 0)
         return EXIT_USAGE;
     state.policy_file = o.policy_file;
+    state.have_ca = o.ca_dir != NULL;
     if (load_initial_policy(o.policy_file) < 0)
         return EXIT_USAGE;
+    struct policy *initial = proxy_policy_get();
+    int dns_ok = proxy_dns_check_policy(initial, o.policy_file, err, sizeof err);
+    policy_unref(initial);
+    if (dns_ok < 0) {
+        fprintf(stderr, "sluice proxy: %s\n", err);
+        proxy_policy_set(NULL);
+        return EXIT_USAGE;
+    }
+    /* The signer process is forked here, before any thread exists. */
+    if (intercept_init(o.ca_dir, o.upstream_ca, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: %s\n", err);
+        proxy_policy_set(NULL);
+        return EXIT_RUNTIME;
+    }
     if (log_open(o.log_file, err, sizeof err) < 0) {
         fprintf(stderr, "sluice proxy: --log: %s\n", err);
         return EXIT_USAGE;
@@ -362,6 +415,7 @@ int cmd_proxy_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     int rc = serve(&o);
+    intercept_shutdown();
     proxy_policy_set(NULL);
     log_close();
     return rc;

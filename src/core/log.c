@@ -214,6 +214,18 @@ void log_write_event(const struct log_event *ev)
     put_int_field(&l, "bytes_up", ev->bytes_up);
     put_int_field(&l, "bytes_down", ev->bytes_down);
     put_int_field(&l, "ms", ev->ms);
+    put_key(&l, "answers");
+    if (ev->answers == NULL) {
+        put(&l, "null", 4);
+    } else {
+        put(&l, "[", 1);
+        for (size_t i = 0; i < ev->n_answers; i++) {
+            if (i > 0)
+                put(&l, ",", 1);
+            put_escaped(&l, ev->answers[i]);
+        }
+        put(&l, "]", 1);
+    }
     put(&l, "}\n", 2);
     if (!l.overflow)
         emit_line(l.buf, l.len);

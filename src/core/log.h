@@ -27,6 +27,10 @@ struct log_event {
     int64_t bytes_up;
     int64_t bytes_down;
     int64_t ms;
+    /* DNS: the answer's addresses as text; NULL writes null, n_answers 0
+     * writes []. */
+    const char *const *answers;
+    size_t n_answers;
 };
 
 #define LOG_RULE_DEFAULT (-1)

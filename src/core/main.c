@@ -18,6 +18,7 @@ static const struct subcommand subcommands[] = {
     {"policy", cmd_policy_main, "check a policy file or explain a decision", cmd_policy_help},
     {"status", cmd_status_main, "show a running proxy's status (admin API)", cmd_status_help},
     {"reload", cmd_reload_main, "make a running proxy reload its policy", cmd_reload_help},
+    {"ca", cmd_ca_main, "make, show or export the internal CA for TLS interception", cmd_ca_help},
 };
 
 static void print_usage(FILE *out)

@@ -40,6 +40,35 @@ static const char *const error_names[METRICS_ERR_COUNT] = {
     [METRICS_ERR_HEADER_TIMEOUT] = "header_timeout",
 };
 
+static const char *const dns_qtype_names[METRICS_DNS_QTYPE_COUNT] = {
+    [METRICS_DNS_A] = "A",       [METRICS_DNS_AAAA] = "AAAA", [METRICS_DNS_CNAME] = "CNAME",
+    [METRICS_DNS_HTTPS] = "HTTPS", [METRICS_DNS_SVCB] = "SVCB", [METRICS_DNS_MX] = "MX",
+    [METRICS_DNS_TXT] = "TXT",   [METRICS_DNS_SRV] = "SRV",   [METRICS_DNS_PTR] = "PTR",
+    [METRICS_DNS_ANY] = "ANY",   [METRICS_DNS_OTHER] = "other",
+};
+
+static const char *const dns_outcome_names[METRICS_DNS_OUTCOME_COUNT] = {
+    [METRICS_DNS_ALLOW] = "allow",
+    [METRICS_DNS_DENY] = "deny",
+    [METRICS_DNS_WOULD_DENY] = "would_deny",
+    [METRICS_DNS_REFUSED] = "refused",
+    [METRICS_DNS_RATE_LIMITED] = "rate_limited",
+    [METRICS_DNS_MALFORMED] = "malformed",
+    [METRICS_DNS_SERVFAIL] = "servfail",
+};
+
+static const char *const dns_upstream_error_names[METRICS_DNS_UP_ERROR_COUNT] = {
+    [METRICS_DNS_UP_TIMEOUT] = "timeout",
+    [METRICS_DNS_UP_UNREACHABLE] = "unreachable",
+    [METRICS_DNS_UP_RCODE] = "error_rcode",
+    [METRICS_DNS_UP_BAD_ANSWER] = "bad_answer",
+};
+
+static const char *const dns_limit_names[METRICS_DNS_LIMIT_COUNT] = {
+    [METRICS_DNS_LIMIT_NAME_LENGTH] = "name_length",
+    [METRICS_DNS_LIMIT_LABELS] = "labels",
+};
+
 static struct timespec metrics_started;
 
 /* Taken before main() so uptime counts from process start without every
@@ -82,6 +111,36 @@ const char *metrics_outcome_name(enum metrics_outcome outcome)
 const char *metrics_error_name(enum metrics_error error)
 {
     return (unsigned)error < METRICS_ERR_COUNT ? error_names[error] : NULL;
+}
+
+const char *metrics_dns_qtype_name(enum metrics_dns_qtype qtype)
+{
+    return (unsigned)qtype < METRICS_DNS_QTYPE_COUNT ? dns_qtype_names[qtype] : NULL;
+}
+
+const char *metrics_dns_outcome_name(enum metrics_dns_outcome outcome)
+{
+    return (unsigned)outcome < METRICS_DNS_OUTCOME_COUNT ? dns_outcome_names[outcome] : NULL;
+}
+
+void metrics_count_dns_query(enum metrics_dns_qtype qtype, enum metrics_dns_outcome outcome)
+{
+    if ((unsigned)qtype >= METRICS_DNS_QTYPE_COUNT ||
+        (unsigned)outcome >= METRICS_DNS_OUTCOME_COUNT)
+        return;
+    metrics_add(&metrics.dns.queries[qtype][outcome], 1);
+}
+
+void metrics_observe_dns_upstream(uint64_t microseconds)
+{
+    double seconds = (double)microseconds / 1e6;
+
+    for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        if (seconds <= metrics_latency_bounds[i])
+            metrics_add(&metrics.dns.upstream_latency_bucket[i], 1);
+    }
+    metrics_add(&metrics.dns.upstream_latency_sum_us, microseconds);
+    metrics_add(&metrics.dns.upstream_latency_count, 1);
 }
 
 void metrics_count_decision(enum metrics_kind kind, enum metrics_outcome outcome, int rule)
@@ -243,6 +302,72 @@ static void render_process(struct render *r)
     emit(r, "sluice_uptime_seconds %" PRIu64 "\n", metrics_uptime_seconds());
 }
 
+/* Same clamping as the resolver histogram: buckets read while queries go on
+ * must still be non-decreasing and end at _count. */
+static void render_dns_latency(struct render *r)
+{
+    struct metrics_dns *d = &metrics.dns;
+    uint64_t count = load(&d->upstream_latency_count);
+    uint64_t sum_us = load(&d->upstream_latency_sum_us);
+    uint64_t prev = 0;
+
+    header(r, "dns_upstream_latency_seconds", "histogram",
+           "Time for an upstream resolver to answer one DNS exchange (timeouts included).");
+    for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        uint64_t v = load(&d->upstream_latency_bucket[i]);
+
+        if (v > count)
+            v = count;
+        if (v < prev)
+            v = prev;
+        prev = v;
+        emit(r, "sluice_dns_upstream_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+             metrics_latency_bounds[i], v);
+    }
+    emit(r, "sluice_dns_upstream_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", count);
+    emit(r, "sluice_dns_upstream_latency_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
+         sum_us / 1000000, sum_us % 1000000);
+    emit(r, "sluice_dns_upstream_latency_seconds_count %" PRIu64 "\n", count);
+}
+
+static void render_dns(struct render *r)
+{
+    struct metrics_dns *d = &metrics.dns;
+
+    header(r, "dns_queries_total", "counter", "DNS queries by query type and outcome.");
+    for (int t = 0; t < METRICS_DNS_QTYPE_COUNT; t++) {
+        for (int o = 0; o < METRICS_DNS_OUTCOME_COUNT; o++)
+            emit(r, "sluice_dns_queries_total{qtype=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                 dns_qtype_names[t], dns_outcome_names[o], load(&d->queries[t][o]));
+    }
+    render_dns_latency(r);
+    header(r, "dns_upstream_errors_total", "counter",
+           "Failed exchanges with upstream resolvers, by cause.");
+    for (int e = 0; e < METRICS_DNS_UP_ERROR_COUNT; e++)
+        emit(r, "sluice_dns_upstream_errors_total{error=\"%s\"} %" PRIu64 "\n",
+             dns_upstream_error_names[e], load(&d->upstream_errors[e]));
+    counter(r, "dns_tcp_fallbacks_total", "Truncated UDP answers asked again over TCP.",
+            &d->tcp_fallbacks);
+    counter(r, "dns_rate_limited_total", "DNS queries refused for the client's query rate.",
+            &d->rate_limited);
+    counter(r, "dns_malformed_total", "DNS messages answered FORMERR or dropped as not queries.",
+            &d->malformed);
+    header(r, "dns_limit_refused_total", "counter",
+           "DNS queries refused for the name caps (exfiltration shapes).");
+    for (int l = 0; l < METRICS_DNS_LIMIT_COUNT; l++)
+        emit(r, "sluice_dns_limit_refused_total{limit=\"%s\"} %" PRIu64 "\n", dns_limit_names[l],
+             load(&d->limit_refused[l]));
+    counter(r, "dns_addresses_removed_total",
+            "Answer addresses removed because they lie in refused ranges.", &d->addresses_removed);
+    counter(r, "dns_ech_removed_total", "ECH parameters removed from HTTPS/SVCB answers.",
+            &d->ech_removed);
+    counter(r, "dns_learned_total", "Answer addresses published to the learned-address sink.",
+            &d->learned);
+    counter(r, "dns_learn_failures_total",
+            "Answers withheld (SERVFAIL) because the learned-address sink failed.",
+            &d->learn_failures);
+}
+
 int metrics_render_prometheus(struct evbuffer *out)
 {
     struct render r = {.out = out, .failed = false};
@@ -253,5 +378,6 @@ int metrics_render_prometheus(struct evbuffer *out)
     render_traffic(&r);
     render_resolver(&r);
     render_process(&r);
+    render_dns(&r);
     return r.failed ? -1 : 0;
 }

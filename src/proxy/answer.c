@@ -68,6 +68,38 @@ void answer_error(struct conn *c, int status, const char *reason, bool close_aft
     send_answer(c, status, "error", body, close_after);
 }
 
+/* A denied request's body must go before the next request can be read.
+ * When all of it has already arrived (the usual case for small bodies) it
+ * is dropped and the connection stays usable; otherwise it is closed. */
+static bool discard_request_body(struct conn *c)
+{
+    struct body_progress *b = &c->req_body;
+    if (c->client == NULL)
+        return false;
+    if (b->framing == HTTP_BODY_NONE || b->done)
+        return true;
+    struct evbuffer *in = bufferevent_get_input(c->client);
+    size_t avail = evbuffer_get_length(in);
+    if (b->framing == HTTP_BODY_LENGTH) {
+        if (avail < b->remaining)
+            return false;
+        evbuffer_drain(in, (size_t)b->remaining);
+        b->remaining = 0;
+        b->done = true;
+        return true;
+    }
+    if (b->framing != HTTP_BODY_CHUNKED || avail > CONN_CLIENT_READ_MAX)
+        return false;
+    struct http_error err;
+    const char *data = (const char *)evbuffer_pullup(in, (ssize_t)avail);
+    ssize_t n = http_chunked_scan(&b->chunked, data, avail, &err);
+    if (n < 0 || !b->chunked.done)
+        return false;
+    evbuffer_drain(in, (size_t)n);
+    b->done = true;
+    return true;
+}
+
 /* The body names host and rule so the workload (or its human) learns what
  * to ask for; why overrides the rule text for refusals after the decision,
  * such as an address in a special range. */
@@ -96,7 +128,6 @@ void answer_denied(struct conn *c, const char *why)
     /* After a denied CONNECT the client's next bytes belong to a tunnel that
      * never opened, and after a request with a body we cannot find the next
      * request: close in both cases. */
-    bool close_after = c->is_connect || c->req_body.framing != HTTP_BODY_NONE ||
-                       !c->client_keep_alive;
+    bool close_after = c->is_connect || !c->client_keep_alive || !discard_request_body(c);
     send_answer(c, 403, "deny", body, close_after);
 }

@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "proxy/intercept.h"
 
 static const char *const state_names[] = {
     [CONN_READ_HEAD] = "read_head", [CONN_RESOLVING] = "resolving",
@@ -174,7 +177,7 @@ static void reset_request(struct conn *c)
 
 static const char *kind_name(const struct conn *c)
 {
-    return c->is_connect ? "connect" : "http";
+    return c->is_connect ? "connect" : c->intercepted ? "tls" : "http";
 }
 
 void conn_log(struct conn *c, const char *decision, int status, const char *reason)
@@ -207,10 +210,21 @@ void conn_log(struct conn *c, const char *decision, int status, const char *reas
     log_write_event(&ev);
 }
 
-static void free_upstream(struct conn *c)
+/* Frees a bufferevent while the caller keeps its socket. libevent may
+ * finalize a bufferevent later (when freed inside its own callback); its
+ * socket is detached now, so closing and reusing the descriptor cannot
+ * collide with events libevent still holds for it. */
+void conn_release_bufferevent(struct bufferevent *bev)
+{
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    bufferevent_setfd(under ? under : bev, -1);
+    bufferevent_free(bev);
+}
+
+void conn_free_upstream(struct conn *c)
 {
     if (c->upstream) {
-        bufferevent_free(c->upstream);
+        conn_release_bufferevent(c->upstream);
         c->upstream = NULL;
     }
     if (c->upstream_fd >= 0) {
@@ -226,7 +240,8 @@ void conn_close(struct conn *c, const char *why)
     struct worker *w = c->w;
     if (!c->logged && c->policy != NULL) {
         if (c->state == CONN_TUNNEL)
-            conn_log(c, c->decision.would_deny ? "would_deny" : "allow", 200, NULL);
+            conn_log(c, c->decision.would_deny ? "would_deny" : "allow",
+                     c->resp_status ? c->resp_status : 200, NULL);
         else if (c->state == CONN_FORWARD)
             conn_log(c, c->decision.would_deny ? "would_deny" : "allow", c->resp_status, why);
         else if (c->state == CONN_RESOLVING || c->state == CONN_CONNECTING)
@@ -246,14 +261,14 @@ void conn_close(struct conn *c, const char *why)
         c->timer = NULL;
     }
     if (c->client) {
-        bufferevent_free(c->client);
+        conn_release_bufferevent(c->client);
         c->client = NULL;
     }
     if (c->client_fd >= 0) {
         close(c->client_fd);
         c->client_fd = -1;
     }
-    free_upstream(c);
+    conn_free_upstream(c);
     if (c->pending_head) {
         evbuffer_free(c->pending_head);
         c->pending_head = NULL;
@@ -281,22 +296,52 @@ void conn_close(struct conn *c, const char *why)
     free(c);
 }
 
+static void tls_socket_drained(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_close(arg, "answered");
+}
+
+static void tls_socket_event(struct bufferevent *bev, short what, void *arg)
+{
+    conn_close(arg, "client gone while answering");
+}
+
+/* The last step of closing: once the client's plain output is empty. With
+ * TLS the encrypted bytes still sit in the socket bufferevent below the
+ * filter; the filter is done, so that one's callbacks become ours. */
+static void close_when_sent(struct conn *c, const char *why)
+{
+    struct bufferevent *under = bufferevent_get_underlying(c->client);
+    if (under != NULL) {
+        /* close_notify, so TLS clients see a clean end, not a truncation. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->client);
+        if (ssl && SSL_is_init_finished(ssl))
+            SSL_shutdown(ssl);
+    }
+    if (under == NULL || evbuffer_get_length(bufferevent_get_output(under)) == 0) {
+        conn_close(c, why);
+        return;
+    }
+    bufferevent_setcb(under, NULL, tls_socket_drained, tls_socket_event, c);
+    bufferevent_setwatermark(under, EV_WRITE, 0, 0);
+    bufferevent_enable(under, EV_WRITE);
+}
+
 void conn_close_after_flush(struct conn *c, const char *why)
 {
     conn_set_state(c, CONN_CLOSING);
-    free_upstream(c);
+    conn_free_upstream(c);
     if (c->client == NULL) {
         conn_close(c, why);
         return;
     }
     bufferevent_disable(c->client, EV_READ);
-    conn_write_now(c->client);
-    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0) {
-        conn_close(c, why);
-        return;
-    }
     /* Don't wait forever on a client that stopped reading. */
     arm_timer(c, c->w->cfg->header_timeout_s);
+    conn_write_now(c->client);
+    if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0)
+        close_when_sent(c, why);
 }
 
 static bool method_is_forwardable(const char *m, size_t len)
@@ -348,9 +393,10 @@ static void handle_connect(struct conn *c, const struct http_request *req, size_
         answer_denied(c, NULL);
         return;
     }
-    if (c->decision.needs_intercept) {
+    if (c->decision.needs_intercept &&
+        (!intercept_available() || policy_passthrough(c->policy, &c->dest.host))) {
         metrics_count_decision(METRICS_KIND_CONNECT, METRICS_DENY, c->decision.rule);
-        answer_denied(c, "the rule needs TLS interception, which this proxy does not do");
+        answer_denied(c, "the rule needs TLS interception, which is not available here");
         return;
     }
     metrics_count_decision(METRICS_KIND_CONNECT,
@@ -364,6 +410,10 @@ static void handle_connect(struct conn *c, const struct http_request *req, size_
     }
     c->counted_tunnel = true;
     metrics_gauge_add(&metrics.tunnels_active, 1);
+    c->tunnel_host = c->dest.host;
+    c->tunnel_port = c->dest.port;
+    c->intercept_wanted = intercept_available() && policy_intercept_enabled(c->policy) &&
+                          !policy_passthrough(c->policy, &c->dest.host);
     dial_start(c);
 }
 
@@ -375,6 +425,16 @@ static void handle_request(struct conn *c, const char *head, size_t head_len,
     metrics_add(&metrics.requests_total, 1);
     evtimer_del(c->timer);
     copy_bounded(c->method, sizeof c->method, req->method, req->method_len);
+    if (c->intercepted) {
+        if (!method_is_forwardable(req->method, req->method_len)) {
+            bufferevent_disable(c->client, EV_READ);
+            conn_log(c, "error", 405, "method not allowed through the proxy");
+            answer_error(c, 405, "method not allowed through the proxy", true);
+            return;
+        }
+        intercept_handle_request(c, head, head_len, req);
+        return;
+    }
     if (http_method_is(req->method, req->method_len, "CONNECT")) {
         handle_connect(c, req, head_len);
         return;
@@ -472,6 +532,12 @@ void conn_write_now(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0)
         return;
+    /* A TLS filter encrypts on its own schedule: never write its plain
+     * bytes to the socket. */
+    if (bufferevent_get_underlying(bev) != NULL) {
+        bufferevent_enable(bev, EV_WRITE);
+        return;
+    }
     /* libevent freezes the front of a bufferevent's output so callers
      * cannot drain it under its feet; its own write callback thaws it the
      * same way for the duration of the write. */
@@ -504,6 +570,10 @@ void conn_next_request(struct conn *c)
 
 void conn_upstream_connected(struct conn *c)
 {
+    if (c->intercepted || (c->is_connect && c->intercept_wanted)) {
+        intercept_upstream_connected(c);
+        return;
+    }
     if (c->is_connect) {
         static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
         if (tunnel_start(c, established, sizeof established - 1) < 0)
@@ -511,6 +581,18 @@ void conn_upstream_connected(struct conn *c)
         return;
     }
     forward_upstream_ready(c);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+
+/* The client's TLS session is up: requests inside it are read like any
+ * other, on the TLS bufferevent. */
+void conn_intercepted_ready(struct conn *c)
+{
+    c->is_connect = false;
+    c->logged = false;
+    bufferevent_setcb(c->client, client_read_cb, client_write_cb, client_event_cb, c);
+    conn_next_request(c);
 }
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
@@ -535,7 +617,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     if (c->state == CONN_CLOSING) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            conn_close(c, "answered");
+            close_when_sent(c, "answered");
         return;
     }
     /* The client drained what we queued: resume reading the upstream. */

@@ -126,6 +126,13 @@ struct conn {
     struct evbuffer *pending_head;
 
     struct tunnel *tunnel;
+
+    /* TLS interception: the CONNECT's destination, fixed for every request
+     * inside the tunnel. */
+    bool intercept_wanted;
+    bool intercepted;
+    struct host tunnel_host;
+    uint16_t tunnel_port;
 };
 
 /* conn.c */
@@ -138,6 +145,9 @@ void conn_upstream_connected(struct conn *c);
 void conn_next_request(struct conn *c);
 void conn_tune_bufferevent(struct bufferevent *bev);
 void conn_write_now(struct bufferevent *bev);
+void conn_free_upstream(struct conn *c);
+void conn_release_bufferevent(struct bufferevent *bev);
+void conn_intercepted_ready(struct conn *c);
 /* Flush what was written to the client, then close. */
 void conn_close_after_flush(struct conn *c, const char *why);
 void conn_log(struct conn *c, const char *decision, int status, const char *reason);

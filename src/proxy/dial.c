@@ -190,7 +190,7 @@ static void upstream_connect_event(struct bufferevent *bev, short what, void *ar
         c->last_dial_error = ETIMEDOUT;
     else
         c->last_dial_error = EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR() : ECONNREFUSED;
-    bufferevent_free(c->upstream);
+    conn_release_bufferevent(c->upstream);
     c->upstream = NULL;
     close(c->upstream_fd);
     c->upstream_fd = -1;
@@ -248,7 +248,7 @@ static void dial_next(struct conn *c)
         if (bufferevent_socket_connect(c->upstream, (struct sockaddr *)ss,
                                        (int)sockaddr_len(ss)) < 0) {
             c->last_dial_error = errno ? errno : ECONNREFUSED;
-            bufferevent_free(c->upstream);
+            conn_release_bufferevent(c->upstream);
             c->upstream = NULL;
             close(fd);
             c->upstream_fd = -1;

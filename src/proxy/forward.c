@@ -5,12 +5,14 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "core/metrics.h"
 #include "proxy/conn.h"
+#include "proxy/intercept.h"
 
 #define VIA_HEADER "Via: 1.1 sluice\r\n"
 
@@ -99,11 +101,31 @@ static bool is_forwarding_header(const struct http_header *h)
            name_is(h, "http2-settings");
 }
 
+/* Injected headers, resolved for one request. The values are secrets:
+ * wiped as soon as the head is built. */
+#define INJECT_MAX 16
+#define INJECT_VALUE_MAX 4096
+
+struct injected {
+    const char *name[INJECT_MAX];
+    char value[INJECT_MAX][INJECT_VALUE_MAX];
+    size_t n;
+};
+
+static bool is_injected(const struct injected *inj, const struct http_header *h)
+{
+    for (size_t i = 0; inj && i < inj->n; i++)
+        if (name_is(h, inj->name[i]))
+            return true;
+    return false;
+}
+
 static void build_request_head(struct conn *c, const struct http_request *req,
-                               const struct http_uri *uri, struct head_out *out)
+                               const struct http_uri *uri, const struct injected *inj,
+                               struct head_out *out)
 {
     char authority[HOST_TEXT_SIZE + 16];
-    if (c->dest.port == 80) {
+    if (c->dest.port == (c->intercepted ? 443 : 80)) {
         const struct host *h = &c->dest.host;
         if (h->kind == HOST_KIND_IPV6)
             snprintf(authority, sizeof authority, "[%s]", h->text);
@@ -124,7 +146,8 @@ static void build_request_head(struct conn *c, const struct http_request *req,
     const struct http_header *conn_hdr = connection_header(req->headers, req->n_headers);
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (name_is(h, "host") || is_hop_header(h) || is_forwarding_header(h))
+        if (name_is(h, "host") || is_hop_header(h) || is_forwarding_header(h) ||
+            is_injected(inj, h))
             continue;
         if (conn_hdr && listed_in_connection(h, conn_hdr->value, conn_hdr->value_len))
             continue;
@@ -134,6 +157,12 @@ static void build_request_head(struct conn *c, const struct http_request *req,
         int u = http_find_header(req->headers, req->n_headers, "upgrade");
         head_puts(out, "Connection: Upgrade\r\n");
         add_header(out, &req->headers[u]);
+    }
+    for (size_t i = 0; inj && i < inj->n; i++) {
+        head_puts(out, inj->name[i]);
+        head_put(out, ": ", 2);
+        head_puts(out, inj->value[i]);
+        head_put(out, "\r\n", 2);
     }
     head_puts(out, VIA_HEADER "\r\n");
 }
@@ -159,16 +188,7 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg);
 
 static void release_upstream(struct conn *c)
 {
-    if (c->upstream) {
-        bufferevent_free(c->upstream);
-        c->upstream = NULL;
-    }
-    if (c->upstream_fd >= 0) {
-        close(c->upstream_fd);
-        c->upstream_fd = -1;
-    }
-    c->upstream_reusable = false;
-    c->upstream_host[0] = '\0';
+    conn_free_upstream(c);
 }
 
 static bool can_reuse_upstream(struct conn *c)
@@ -180,6 +200,83 @@ static bool can_reuse_upstream(struct conn *c)
     const char *why = NULL;
     return policy_address_permitted(c->policy, &c->dest, &c->decision,
                                     (struct sockaddr *)&c->upstream_addr, &why);
+}
+
+/* Expands ${env:NAME} and ${file:PATH} in an inject template into dst.
+ * Files are read on each use, so a rotated secret takes effect at once. */
+static int expand_template(const char *tpl, char *dst, size_t size)
+{
+    size_t len = 0;
+    while (*tpl) {
+        const char *ref = strstr(tpl, "${");
+        size_t lit = ref ? (size_t)(ref - tpl) : strlen(tpl);
+        if (len + lit >= size)
+            return -1;
+        memcpy(dst + len, tpl, lit);
+        len += lit;
+        if (ref == NULL)
+            break;
+        const char *end = strchr(ref, '}');
+        if (end == NULL)
+            return -1;
+        char key[512];
+        size_t klen = (size_t)(end - ref - 2);
+        if (klen >= sizeof key)
+            return -1;
+        memcpy(key, ref + 2, klen);
+        key[klen] = '\0';
+        if (strncmp(key, "env:", 4) == 0) {
+            const char *v = getenv(key + 4);
+            size_t vlen = v ? strlen(v) : 0;
+            if (v == NULL || len + vlen >= size)
+                return -1;
+            memcpy(dst + len, v, vlen);
+            len += vlen;
+        } else if (strncmp(key, "file:", 5) == 0) {
+            FILE *f = fopen(key + 5, "re");
+            if (f == NULL)
+                return -1;
+            size_t n = fread(dst + len, 1, size - len - 1, f);
+            fclose(f);
+            while (n > 0 && (dst[len + n - 1] == '\n' || dst[len + n - 1] == '\r'))
+                n--;
+            len += n;
+        } else {
+            return -1;
+        }
+        tpl = end + 1;
+    }
+    dst[len] = '\0';
+    /* A secret must not smuggle a header break into the request. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)dst[i] < 0x20 && dst[i] != '\t')
+            return -1;
+    return 0;
+}
+
+static void wipe_injected(struct injected *inj)
+{
+    for (size_t i = 0; i < inj->n; i++)
+        explicit_bzero(inj->value[i], sizeof inj->value[i]);
+    inj->n = 0;
+}
+
+static int resolve_injected(struct conn *c, struct injected *inj)
+{
+    inj->n = 0;
+    if (c->decision.rule < 0)
+        return 0;
+    const struct policy_header *hs = NULL;
+    size_t n = policy_rule_inject(c->policy, (size_t)c->decision.rule, &hs);
+    for (size_t i = 0; i < n && i < INJECT_MAX; i++) {
+        inj->name[i] = hs[i].name;
+        inj->n = i + 1;
+        if (expand_template(hs[i].value, inj->value[i], sizeof inj->value[i]) < 0) {
+            wipe_injected(inj);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 void forward_begin(struct conn *c, const char *head, size_t head_len,
@@ -197,8 +294,14 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
                        (req->framing == HTTP_BODY_LENGTH && req->content_length == 0);
     http_chunked_init(&c->req_body.chunked);
     copy_path_for_log(c, uri);
-    if (host_parse_authority(uri->authority, uri->authority_len, 80, &c->dest.host, &c->dest.port,
-                             &why) < 0) {
+    if (c->intercepted) {
+        /* Inside a tunnel the destination is the CONNECT's, and the Host
+         * header was already checked against it. */
+        c->dest.kind = DEST_CONNECT;
+        c->dest.host = c->tunnel_host;
+        c->dest.port = c->tunnel_port;
+    } else if (host_parse_authority(uri->authority, uri->authority_len, 80, &c->dest.host,
+                                    &c->dest.port, &why) < 0) {
         metrics_add(&metrics.errors[METRICS_ERR_BAD_REQUEST], 1);
         conn_log(c, "error", 400, why);
         answer_error(c, 400, why, true);
@@ -218,14 +321,6 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
         answer_denied(c, NULL);
         return;
     }
-    if (c->decision.needs_intercept) {
-        /* methods/paths were decided with what the plain request shows;
-         * header injection needs the interception layer. */
-        count_decision(c, METRICS_DENY);
-        evbuffer_drain(in, head_len);
-        answer_denied(c, "the rule injects headers, which needs TLS interception");
-        return;
-    }
     count_decision(c, c->decision.would_deny ? METRICS_WOULD_DENY : METRICS_ALLOW);
 
     if (req->upgrade) {
@@ -234,18 +329,28 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
                                                               req->headers[u].value_len,
                                                               "websocket");
     }
-    struct head_out out;
+    static _Thread_local struct head_out out;
+    static _Thread_local struct injected inj;
     out.len = 0;
     out.overflow = false;
-    build_request_head(c, req, uri, &out);
+    if (resolve_injected(c, &inj) < 0) {
+        evbuffer_drain(in, head_len);
+        conn_log(c, "error", 502, "a credential this rule injects is unavailable");
+        answer_error(c, 502, "a credential this rule injects is unavailable", true);
+        return;
+    }
+    build_request_head(c, req, uri, &inj, &out);
+    wipe_injected(&inj);
     (void)head;
     if (out.overflow || (c->pending_head == NULL && (c->pending_head = evbuffer_new()) == NULL)) {
+        explicit_bzero(out.buf, out.len);
         evbuffer_drain(in, head_len);
         conn_log(c, "error", 431, "request head too large after rewriting");
         answer_error(c, 431, "request head too large after rewriting", true);
         return;
     }
     evbuffer_add(c->pending_head, out.buf, out.len);
+    explicit_bzero(out.buf, out.len);
     evbuffer_drain(in, head_len);
     c->bytes_up += head_len;
 
@@ -452,7 +557,9 @@ static int read_response_head(struct conn *c)
             evbuffer_drain(in, (size_t)r);
             c->resp_status = 101;
             c->bytes_down += (uint64_t)r;
-            if (tunnel_start(c, NULL, 0) < 0)
+            if (c->intercepted)
+                intercept_relay_start(c);
+            else if (tunnel_start(c, NULL, 0) < 0)
                 conn_close(c, "websocket relay setup failed");
             return -1;
         }

@@ -283,14 +283,10 @@ static int worker_init(struct worker *w, int id, char *err, size_t err_size)
     memset(w, 0, sizeof *w);
     w->id = id;
     w->cfg = &config;
-    /* The changelist folds several event changes on one socket within a
-     * loop iteration into a single epoll_ctl. */
-    struct event_config *ec = event_config_new();
-    if (ec)
-        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    w->base = ec ? event_base_new_with_config(ec) : NULL;
-    if (ec)
-        event_config_free(ec);
+    /* No EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: it loses events when a
+     * closed descriptor's number is reused within one loop iteration, which
+     * a busy proxy does all the time. */
+    w->base = event_base_new();
     if (w->base == NULL) {
         snprintf(err, err_size, "event loop: out of memory");
         return -1;

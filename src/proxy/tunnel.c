@@ -255,9 +255,9 @@ int tunnel_start(struct conn *c, const char *first, size_t first_len)
     }
     take_buffered(&t->up.pending, bufferevent_get_output(c->upstream),
                   bufferevent_get_input(c->client));
-    bufferevent_free(c->client);
+    conn_release_bufferevent(c->client);
     c->client = NULL;
-    bufferevent_free(c->upstream);
+    conn_release_bufferevent(c->upstream);
     c->upstream = NULL;
     evtimer_del(c->timer);
     conn_set_state(c, CONN_TUNNEL);

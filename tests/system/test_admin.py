@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import rawhttp
 import world as W
 from conftest import SLOW
 
@@ -53,7 +54,6 @@ def test_bearer_scheme_required(shared_proxy):
     assert r.status == 401
     # The token alone, or under another scheme, is not enough.
     c = shared_proxy.world.sbx_connect("127.0.0.1", shared_proxy.admin_port)
-    import rawhttp
     with rawhttp.Conn(c) as conn:
         conn.send(("GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\n"
                    "Connection: close\r\n\r\n" % shared_proxy.token).encode())
@@ -144,6 +144,23 @@ def test_metrics_count_decisions(proxy):
             break
         time.sleep(0.1)
     assert (allow, deny) == (3, 3), [s for s in now if "decision" in s[0]]
+
+
+def test_metrics_families(proxy):
+    # What issue 2 asks /metrics to show; names may vary, the content not.
+    assert proxy.http("GET", "http://allowed.test/small").status == 200
+    names = {name for name, _, _ in metrics(proxy)}
+    want = {
+        "decisions": lambda n: "decision" in n,
+        "bytes": lambda n: "bytes" in n,
+        "active connections": lambda n: "active" in n and "conn" in n,
+        "active tunnels": lambda n: "active" in n and "tunnel" in n,
+        "resolver latency histogram": lambda n: ("resol" in n or "dns" in n)
+        and n.endswith("_bucket"),
+        "reloads": lambda n: "reload" in n,
+    }
+    missing = [k for k, pred in want.items() if not any(pred(n) for n in names)]
+    assert missing == [], sorted(names)
 
 
 def test_metrics_active_tunnels(proxy):

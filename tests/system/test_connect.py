@@ -113,6 +113,17 @@ def test_connect_default_deny(proxy):
     assert "unlisted.test" in r.text and "no rule; default deny" in r.text
 
 
+def test_connect_decided_on_authority_not_host_header(proxy, world):
+    c = proxy.conn()
+    with c:
+        c.send(b"CONNECT denied.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n")
+        assert c.read_response("CONNECT").status == 403
+    c = proxy.conn()
+    with c:
+        c.send(b"CONNECT allowed.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n")
+        assert c.read_response("CONNECT").status == 200
+
+
 @pytest.mark.parametrize("authority", ["allowed.test:22", "allowed.test:8443", "other.test:81"])
 def test_connect_port_not_in_rule(proxy, authority):
     c, r = proxy.tunnel(authority)

@@ -164,6 +164,20 @@ def test_keepalive_switch_to_denied_host(proxy, world):
     assert not [x for x in world.access_lines()[before:] if x["host"] == "denied.test"]
 
 
+def test_keepalive_after_denied_request(proxy):
+    # A 403 that keeps the connection open must leave it usable.
+    with proxy.conn() as c:
+        c.send(rawhttp.request_bytes("GET", "http://denied.test/small", "denied.test"))
+        r = c.read_response()
+        assert r.status == 403
+        if (r.header("Connection") or "").lower() == "close":
+            assert c.closed_within(10 * SLOW)
+            return
+        c.send(rawhttp.request_bytes("GET", "http://allowed.test/small", "allowed.test"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == W.SMALL_BODY
+
+
 def test_keepalive_pipelined_allowed_then_denied(proxy, world):
     with proxy.conn() as c:
         c.send(rawhttp.request_bytes("GET", "http://allowed.test/small", "allowed.test") +
@@ -246,7 +260,7 @@ def test_end_to_end_headers_kept(proxy):
 @pytest.mark.parametrize("method,body", [
     ("GET", b""), ("HEAD", b""), ("POST", b"posted body"), ("PUT", b"x" * 100000),
     ("PATCH", b"{\"a\": 1}"), ("DELETE", b""), ("OPTIONS", b""),
-])
+], ids=["GET", "HEAD", "POST", "PUT-100k", "PATCH", "DELETE", "OPTIONS"])
 def test_methods_forwarded(proxy, method, body):
     hdrs = [("Content-Length", str(len(body)))] if body else []
     r = proxy.http(method, "http://echo.test/echo", headers=hdrs, body=body)

@@ -8,7 +8,6 @@ A trick that slipped through would show as 200 (converted and allowed) or
 
 import pytest
 
-import rawhttp
 from conftest import SLOW, Proxy, _stop_all, base_policy
 
 ALLOW_ALL = base_policy([{"allow": "*", "ports": [80, 443]},
@@ -125,3 +124,14 @@ def test_trick_logged_as_refusal(allow_all):
     assert r.status == 400
     assert not [x for x in allow_all.logs() if x.get("decision") == "allow"
                 and "0x7f" in str(x.get("host"))]
+
+
+def test_tricks_never_resolved(allow_all, world):
+    # Numeric forms are refused as text: they never reach the resolver.
+    for host in (b"2130706433", b"0x7f.1", b"127.1", b"0300.0.2.10"):
+        get_raw(allow_all, host, b"resolve-check")
+        connect_raw(allow_all, host)
+    with open(world.dns_log, errors="replace") as f:
+        queries = [x for x in f if "query[" in x]
+    for name in ("2130706433", "0x7f.1", "127.1", "0300.0.2.10"):
+        assert not [q for q in queries if " %s " % name in q], name

@@ -114,3 +114,61 @@ def test_body_with_embedded_request_is_only_body(shared_proxy, world):
 def test_valid_request_after_refusals_still_served(shared_proxy):
     r = shared_proxy.http("GET", "http://allowed.test/small")
     assert r.status == 200
+
+
+INNER = (b"GET http://allowed.test/small?MARK HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "expect-100"])
+def test_denied_request_body_never_parsed_as_request(shared_proxy, world, framing):
+    # The body of a refused request is skipped or the connection closed; it
+    # is never read as the next request on a kept-alive connection.
+    mark = "inside-denied-body-" + framing
+    inner = INNER.replace(b"MARK", mark.encode())
+    if framing == "chunked":
+        hdrs = [("Transfer-Encoding", "chunked")]
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(inner), inner)
+    else:
+        hdrs = [("Content-Length", str(len(inner)))]
+        if framing == "expect-100":
+            hdrs.append(("Expect", "100-continue"))
+        body = inner
+    with shared_proxy.conn() as c:
+        c.send(rawhttp.request_bytes("POST", "http://denied.test/echo", "denied.test", hdrs))
+        if framing != "expect-100":
+            c.send(body)
+        r = c.read_response()
+        assert r.status == 403
+        if framing == "expect-100":
+            try:
+                c.send(body)
+            except OSError:
+                pass
+        # Whatever the proxy does next, our own next request gets the next
+        # answer, or the connection is closed.
+        try:
+            c.send(rawhttp.request_bytes("GET", "http://other.test/whoami", "other.test"))
+            r2 = c.read_response()
+            assert r2.status == 200 and r2.body == b"198.51.100.10 other.test\n", r2
+        except (rawhttp.Closed, OSError):
+            pass
+    assert not [x for x in world.access_lines() if mark in x["request"]]
+
+
+def test_http10_request_served_and_closed(shared_proxy):
+    with shared_proxy.conn() as c:
+        c.send(b"GET http://allowed.test/small HTTP/1.0\r\nHost: allowed.test\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"hello from the sluice test world\n"
+        assert c.closed_within(10 * SLOW)
+
+
+@pytest.mark.parametrize("authority", ["allowed.test:0", "allowed.test:65536",
+                                       "allowed.test:-1", "allowed.test:443abc",
+                                       "allowed.test:+443", "allowed.test:4 43"])
+def test_bad_ports_refused(shared_proxy, authority):
+    with shared_proxy.conn() as c:
+        c.send(rawhttp.request_bytes("CONNECT", authority, authority))
+        assert c.read_response("CONNECT").status == 400
+    r = shared_proxy.http("GET", "http://%s/small" % authority, host="allowed.test")
+    assert r.status == 400

@@ -4,6 +4,7 @@ live in the inet namespace (nft rules there, never in the root namespace)."""
 
 import pytest
 
+import rawhttp
 from conftest import SLOW
 
 CASES = [
@@ -66,3 +67,45 @@ def test_client_served_while_another_waits_on_a_blackhole(short_timeouts):
         for _ in range(5):
             assert short_timeouts.http("GET", "http://allowed.test/small").status == 200
         assert c.read_response().status == 504
+
+
+# -- malformed upstream answers ----------------------------------------------
+
+@pytest.mark.parametrize("path", ["two-cl", "garbage"])
+def test_malformed_upstream_head_is_502(proxy, path):
+    with proxy.conn() as c:
+        c.send(rawhttp.request_bytes("GET", "http://echo.test/broken/" + path, "echo.test"))
+        r = c.read_response()
+        assert r.status == 502, r
+        assert b"hello!!" not in r.body and b"not HTTP" not in r.body
+
+
+def test_upstream_cl_and_te_not_passed_on_together(proxy):
+    # RFC 9112 §6.3: an intermediary either refuses such a response or drops
+    # the Content-Length and forwards it chunked.
+    with proxy.conn() as c:
+        c.send(rawhttp.request_bytes("GET", "http://echo.test/broken/cl-te", "echo.test"))
+        r = c.read_response()
+        if r.status != 502:
+            assert r.status == 200
+            assert not (r.header("Content-Length") and r.header("Transfer-Encoding")), r
+            assert r.body == b"hello"
+
+
+@pytest.mark.parametrize("path", ["truncated", "bad-chunk"])
+def test_broken_upstream_body_closes_client(proxy, path):
+    # A broken body can only end in a 502 (if the head has not gone out yet)
+    # or a close: a kept-alive client must never read a later response as
+    # the rest of this one.
+    with proxy.conn() as c:
+        c.send(rawhttp.request_bytes("GET", "http://echo.test/broken/" + path, "echo.test"))
+        assert c.closed_within(10 * SLOW), "connection kept open after a broken body"
+        got = c.buf
+    if not got.startswith(b"HTTP/1.1 502"):
+        assert got == b"" or got.startswith(b"HTTP/1.1 200"), got[:300]
+        if path == "truncated":
+            assert len(got.partition(b"\r\n\r\n")[2]) < 1000
+    # The attempt is in the log, and the proxy goes on serving.
+    lines = proxy.wait_log(lambda x: x.get("path") == "/broken/" + path)
+    assert lines, proxy.logs()
+    assert proxy.http("GET", "http://allowed.test/small").status == 200

@@ -6,6 +6,7 @@ expect, and the special-range hosts must be reachable directly, so that a
 proxy that leaked would really reach them (and show in their logs).
 """
 
+import os
 import subprocess
 
 import pytest
@@ -90,3 +91,33 @@ def test_root_namespace_cannot_see_the_world(world):
     r = subprocess.run(["ip", "-o", "addr"], capture_output=True, timeout=10, text=True)
     for a in [W.WEB, W.DNS, W.SBX_LINK4, W.INET_LINK4, W.PRIVATE, W.METADATA]:
         assert " %s/" % a not in r.stdout
+
+
+def _gone(w):
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    return (w.inet not in names and w.sbx not in names
+            and not os.path.exists("/etc/netns/" + w.sbx) and not os.path.exists(w.dir))
+
+
+def test_teardown_leaves_nothing():
+    w = W.World(prefix="sl%dt" % os.getpid())
+    with w:
+        pids = [p.pid for p in w.procs.values()]
+        assert pids
+    assert _gone(w)
+    for pid in pids:
+        assert not os.path.exists("/proc/%d" % pid) or \
+            open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+
+
+def test_teardown_after_a_failed_start(monkeypatch):
+    w = W.World(prefix="sl%df" % os.getpid())
+
+    def fail():
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(w, "_start_upstream", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        w.start()
+    assert _gone(w)

@@ -6,6 +6,7 @@ HTTP on :80 and HTTPS on :443 (any method):
   /chunked?n=N a chunked response: lines "chunk I" for I in 0..N-1
   /close?n=N   a close-delimited response (no Content-Length): N lines "line I"
   /slow?s=S    100 lines trickled over about S seconds (Content-Length framed)
+  /broken/*    malformed responses (see BROKEN)
 TCP :7, the half-close service: reads until EOF, answers the sha256 of what it
 read, then closes. Every request or connection is logged (one line) to --log.
 """
@@ -14,7 +15,6 @@ import argparse
 import hashlib
 import http.server
 import json
-import socket
 import socketserver
 import ssl
 import sys
@@ -30,6 +30,19 @@ MAX_BODY = 256 * 1024 * 1024
 def log(line):
     with LOG_LOCK, open(LOG_PATH, "a") as f:
         f.write(line + "\n")
+
+
+# Responses a strict proxy must not pass on as they are.
+BROKEN = {
+    "/broken/truncated": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b",
+    "/broken/two-cl": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n"
+                      b"hello!!",
+    "/broken/cl-te": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                     b"\r\n5\r\nhello\r\n0\r\n\r\n",
+    "/broken/bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"zz\r\nhello\r\n0\r\n\r\n",
+    "/broken/garbage": b"this is not HTTP at all\r\n\r\n",
+}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -134,6 +147,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(x)
                     self.wfile.flush()
                     time.sleep(seconds / 100)
+        elif url.path in BROKEN:
+            # Malformed answers, written raw; the connection ends after them.
+            self.close_connection = True
+            self.wfile.write(BROKEN[url.path])
+            self.wfile.flush()
         else:
             self._send(404, b"not here\n")
 

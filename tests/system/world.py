@@ -537,6 +537,28 @@ class World:
     def free_port(self):
         return ns_free_port(self.sbx)
 
+    def add_names(self, zone, timeout=15.0):
+        """Serve more .test names ({name: [addresses]}) from dnsmasq, for
+        fixtures that add servers (tls_world.py). dnsmasq re-reads
+        --addn-hosts on SIGHUP; it runs without a cache."""
+        with open(os.path.join(self.dir, "zone.hosts"), "a") as f:
+            for name, addrs in zone.items():
+                for a in addrs:
+                    f.write("%s %s\n" % (a, name))
+        with open(os.path.join(self.dir, "dnsmasq.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        for name, addrs in zone.items():
+            want = sorted(a for a in addrs if ":" not in a)
+            while True:
+                r = self.sbx_run(["dig", "+short", "+time=1", "+tries=1", name, "A"],
+                                 timeout=5, check=False)
+                if sorted(r.stdout.decode().split()) == want:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("world: dnsmasq does not serve %s: %r" % (name, r.stdout))
+                time.sleep(0.1)
+
     def access_lines(self):
         """nginx access log: dicts with server, client, host, request, status."""
         out = []

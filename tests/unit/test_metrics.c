@@ -250,8 +250,34 @@ static void test_exposition_well_formed(void **state)
         strtod(sp + 1, &end);
         assert_true(end != sp + 1 && *end == '\0');
     }
-    assert_int_equal(n_families, 13);
+    assert_int_equal(n_families, 24); /* 13 of the proxy, 11 of the DNS filter */
     assert_non_null(strstr(out, "# HELP sluice_uptime_seconds "));
+}
+
+/* The DNS filter's families: queries by type and outcome, its own upstream
+ * histogram and the counters named in docs/ADMIN.md. */
+static void test_dns_counters(void **state)
+{
+    const char *out;
+
+    (void)state;
+    metrics_count_dns_query(METRICS_DNS_TXT, METRICS_DNS_DENY);
+    metrics_count_dns_query(METRICS_DNS_TXT, METRICS_DNS_DENY);
+    metrics_count_dns_query(METRICS_DNS_A, METRICS_DNS_RATE_LIMITED);
+    metrics_count_dns_query(METRICS_DNS_QTYPE_COUNT, METRICS_DNS_ALLOW); /* ignored */
+    metrics_observe_dns_upstream(3000);
+    metrics_add(&metrics.dns.limit_refused[METRICS_DNS_LIMIT_LABELS], 1);
+    metrics_add(&metrics.dns.upstream_errors[METRICS_DNS_UP_TIMEOUT], 2);
+    out = render();
+    assert_line(out, "sluice_dns_queries_total{qtype=\"TXT\",outcome=\"deny\"} 2");
+    assert_line(out, "sluice_dns_queries_total{qtype=\"A\",outcome=\"rate_limited\"} 1");
+    assert_line(out, "sluice_dns_queries_total{qtype=\"other\",outcome=\"allow\"} 0");
+    assert_line(out, "sluice_dns_upstream_latency_seconds_bucket{le=\"0.0025\"} 0");
+    assert_line(out, "sluice_dns_upstream_latency_seconds_bucket{le=\"0.005\"} 1");
+    assert_line(out, "sluice_dns_upstream_latency_seconds_count 1");
+    assert_line(out, "sluice_dns_limit_refused_total{limit=\"labels\"} 1");
+    assert_line(out, "sluice_dns_upstream_errors_total{error=\"timeout\"} 2");
+    assert_line(out, "sluice_dns_rate_limited_total 0");
 }
 
 static void test_uptime_counts_from_start(void **state)
@@ -277,6 +303,7 @@ int main(void)
         cmocka_unit_test_setup(test_histogram_clamped_consistent, reset),
         cmocka_unit_test(test_bounds_increase),
         cmocka_unit_test_setup(test_exposition_well_formed, reset),
+        cmocka_unit_test_setup(test_dns_counters, reset),
         cmocka_unit_test_setup(test_uptime_counts_from_start, reset),
     };
 

@@ -78,7 +78,8 @@ int proxy_dns_option(int opt, const char *arg)
     }
     dns.tuned = true;
     switch (opt) {
-    case PROXY_DNS_OPT_MARK: return mark(arg, &c->mark);
+    case PROXY_DNS_OPT_MARK:
+        return mark(arg, &c->mark);
     case PROXY_DNS_OPT_TIMEOUT:
         if (number("--dns-timeout", arg, 50, 60000, &v) < 0)
             return -1;
@@ -146,8 +147,7 @@ bool proxy_dns_enabled(void)
 
 /* The filter forwards only to the policy's resolvers: without them it
  * could answer nothing. */
-int proxy_dns_check_policy(const struct policy *p, const char *source, char *err,
-                           size_t err_size)
+int proxy_dns_check_policy(const struct policy *p, const char *source, char *err, size_t err_size)
 {
     if (!dns.enabled || (p && policy_dns(p)->n_upstream > 0))
         return 0;

@@ -37,7 +37,9 @@ enum {
         {"dns-max-labels", required_argument, NULL, PROXY_DNS_OPT_MAX_LABELS},                     \
         {"dns-ttl-min", required_argument, NULL, PROXY_DNS_OPT_TTL_MIN},                           \
         {"dns-ttl-max", required_argument, NULL, PROXY_DNS_OPT_TTL_MAX},                           \
-        {"dns-learn-max", required_argument, NULL, PROXY_DNS_OPT_LEARN_MAX}
+    {                                                                                              \
+        "dns-learn-max", required_argument, NULL, PROXY_DNS_OPT_LEARN_MAX                          \
+    }
 
 #define PROXY_DNS_HELP                                                                             \
     "\n"                                                                                           \
@@ -62,8 +64,7 @@ bool proxy_dns_enabled(void);
 
 /* A policy the running filter could not work with (no dns.upstream):
  * -1 with a message naming source in err. 0 when fine or no filter. */
-int proxy_dns_check_policy(const struct policy *p, const char *source, char *err,
-                           size_t err_size);
+int proxy_dns_check_policy(const struct policy *p, const char *source, char *err, size_t err_size);
 
 /* Adds the DNS address to cfg's own addresses (never dialled) and starts
  * the filter with the in-memory learn sink. 0, or -1 with err. */

@@ -34,9 +34,9 @@ struct policy;
 struct dns_filter_config {
     struct sockaddr_storage listen; /* UDP and TCP */
     socklen_t listen_len;
-    uint32_t mark;       /* SO_MARK on upstream sockets; 0: none */
-    int timeout_ms;      /* per upstream try */
-    uint32_t rate;       /* per client, queries/s; 0: unlimited */
+    uint32_t mark;  /* SO_MARK on upstream sockets; 0: none */
+    int timeout_ms; /* per upstream try */
+    uint32_t rate;  /* per client, queries/s; 0: unlimited */
     uint32_t burst;
     struct dns_limits limits;
     uint32_t ttl_min;    /* learned TTLs are clamped to [ttl_min, ttl_max] */

@@ -274,8 +274,7 @@ char *learn_memory_json(struct learn_memory *m, uint64_t now)
         json_array_append_new(entries, entry_json(&copy[i], now));
     free(copy);
     json_t *doc = json_pack("{s:I, s:I, s:I, s:o}", "capacity", (json_int_t)capacity, "count",
-                            (json_int_t)n, "evictions", (json_int_t)evictions, "entries",
-                            entries);
+                            (json_int_t)n, "evictions", (json_int_t)evictions, "entries", entries);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     json_decref(doc);
     return text;

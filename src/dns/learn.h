@@ -17,9 +17,9 @@
 #include "policy/host.h"
 
 struct learned {
-    int family;            /* AF_INET or AF_INET6 */
-    uint8_t addr[16];      /* network order; 4 bytes used for AF_INET */
-    uint32_t ttl;          /* seconds, already clamped to the filter's range */
+    int family;                /* AF_INET or AF_INET6 */
+    uint8_t addr[16];          /* network order; 4 bytes used for AF_INET */
+    uint32_t ttl;              /* seconds, already clamped to the filter's range */
     char name[HOST_TEXT_SIZE]; /* canonical name the client asked for */
 };
 

@@ -37,13 +37,16 @@ void dns_type_name(uint16_t qtype, char *buf, size_t size)
         uint16_t type;
         const char *name;
     } names[] = {
-        {LDNS_RR_TYPE_A, "A"},         {LDNS_RR_TYPE_NS, "NS"},       {LDNS_RR_TYPE_CNAME, "CNAME"},
-        {LDNS_RR_TYPE_SOA, "SOA"},     {LDNS_RR_TYPE_NULL, "NULL"},   {LDNS_RR_TYPE_PTR, "PTR"},
-        {LDNS_RR_TYPE_MX, "MX"},       {LDNS_RR_TYPE_TXT, "TXT"},     {LDNS_RR_TYPE_AAAA, "AAAA"},
-        {LDNS_RR_TYPE_SRV, "SRV"},     {LDNS_RR_TYPE_NAPTR, "NAPTR"}, {LDNS_RR_TYPE_DS, "DS"},
+        {LDNS_RR_TYPE_A, "A"},         {LDNS_RR_TYPE_NS, "NS"},
+        {LDNS_RR_TYPE_CNAME, "CNAME"}, {LDNS_RR_TYPE_SOA, "SOA"},
+        {LDNS_RR_TYPE_NULL, "NULL"},   {LDNS_RR_TYPE_PTR, "PTR"},
+        {LDNS_RR_TYPE_MX, "MX"},       {LDNS_RR_TYPE_TXT, "TXT"},
+        {LDNS_RR_TYPE_AAAA, "AAAA"},   {LDNS_RR_TYPE_SRV, "SRV"},
+        {LDNS_RR_TYPE_NAPTR, "NAPTR"}, {LDNS_RR_TYPE_DS, "DS"},
         {LDNS_RR_TYPE_SSHFP, "SSHFP"}, {LDNS_RR_TYPE_DNSKEY, "DNSKEY"},
-        {LDNS_RR_TYPE_TLSA, "TLSA"},   {LDNS_RR_TYPE_SVCB, "SVCB"},   {LDNS_RR_TYPE_HTTPS, "HTTPS"},
-        {LDNS_RR_TYPE_IXFR, "IXFR"},   {LDNS_RR_TYPE_AXFR, "AXFR"},   {LDNS_RR_TYPE_ANY, "ANY"},
+        {LDNS_RR_TYPE_TLSA, "TLSA"},   {LDNS_RR_TYPE_SVCB, "SVCB"},
+        {LDNS_RR_TYPE_HTTPS, "HTTPS"}, {LDNS_RR_TYPE_IXFR, "IXFR"},
+        {LDNS_RR_TYPE_AXFR, "AXFR"},   {LDNS_RR_TYPE_ANY, "ANY"},
         {LDNS_RR_TYPE_CAA, "CAA"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

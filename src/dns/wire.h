@@ -20,12 +20,12 @@
 #include "policy/policy.h"
 
 #define DNS_HEADER_LEN 12
-#define DNS_UDP_DEFAULT 512     /* largest UDP answer for a client without EDNS */
-#define DNS_UDP_MAX 4096        /* largest UDP answer sluice sends, whatever EDNS says */
-#define DNS_EDNS_OWN_SIZE 1232  /* EDNS size sluice advertises in its own replies */
-#define DNS_MSG_MAX 65535       /* a TCP message */
-#define DNS_MAX_ADDRS 64        /* address records kept (and learned) per answer */
-#define DNS_MAX_CHAIN 16        /* CNAME links followed */
+#define DNS_UDP_DEFAULT 512    /* largest UDP answer for a client without EDNS */
+#define DNS_UDP_MAX 4096       /* largest UDP answer sluice sends, whatever EDNS says */
+#define DNS_EDNS_OWN_SIZE 1232 /* EDNS size sluice advertises in its own replies */
+#define DNS_MSG_MAX 65535      /* a TCP message */
+#define DNS_MAX_ADDRS 64       /* address records kept (and learned) per answer */
+#define DNS_MAX_CHAIN 16       /* CNAME links followed */
 
 enum dns_rcode {
     DNS_RCODE_NOERROR = 0,

@@ -115,6 +115,45 @@ def test_allowed_name_answered(shared, name, qtype, check):
         assert check(m), m.to_text()
 
 
+def test_tcp_pipelined_queries_all_answered(shared):
+    """40 queries written at once on one TCP connection (more than the 16 a
+    connection may have in flight), then a half-close: every one answered."""
+    names = ["allowed.test", "denied.test", "good-alias.test", "mixed.test"]
+    queries = {}
+    data = b""
+    for i in range(40):
+        q = dns.message.make_query(names[i % len(names)], "A")
+        q.id = 1000 + i
+        queries[q.id] = names[i % len(names)]
+        wire = q.to_wire()
+        data += len(wire).to_bytes(2, "big") + wire
+
+    def exchange():
+        s = socket.create_connection(("127.0.0.1", shared.dns.port), timeout=15)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+        finally:
+            s.close()
+    got = W.in_netns(shared.world.sbx, exchange)
+    answers = {}
+    while got:
+        n = int.from_bytes(got[:2], "big")
+        m = dns.message.from_wire(got[2:2 + n])
+        answers[m.id] = m
+        got = got[2 + n:]
+    assert sorted(answers) == sorted(queries)
+    for qid, name in queries.items():
+        want = "NXDOMAIN" if name == "denied.test" else "NOERROR"
+        assert rcode(answers[qid]) == want, (name, answers[qid])
+
+
 def test_answer_keeps_query_id_and_edns(shared):
     q = dns.message.make_query("allowed.test", "A", want_dnssec=True, payload=1400)
     q.id = 0xabcd

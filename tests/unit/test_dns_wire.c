@@ -190,9 +190,8 @@ static enum dns_query_status parse(const struct msg *m, struct dns_query *q)
 
 /* Parses an answer the way the filter does (allowed by p) and returns
  * the status; res must be cleared by the caller. */
-static enum dns_answer_status process(struct policy *p, const struct msg *qm,
-                                      const struct msg *am, uint32_t ttl_cap,
-                                      struct dns_answer *res)
+static enum dns_answer_status process(struct policy *p, const struct msg *qm, const struct msg *am,
+                                      uint32_t ttl_cap, struct dns_answer *res)
 {
     struct dns_query q;
     struct decision dec;
@@ -311,13 +310,21 @@ static void test_query_malformed(void **state)
 {
     struct msg m;
     struct dns_query q;
-    const char *cases[] = {"no question", "two questions", "an answer record",
-                           "an authority record", "two additional records",
-                           "an additional record that is not OPT", "name runs past the end",
-                           "compression loop", "label type 0x40", "truncated type/class"};
+    const char *cases[] = {"no question",
+                           "two questions",
+                           "an answer record",
+                           "an authority record",
+                           "two additional records",
+                           "an additional record that is not OPT",
+                           "name runs past the end",
+                           "compression loop",
+                           "label type 0x40",
+                           "truncated type/class"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         switch (i) {
-        case 0: header(&m, 1, F_RD, 0, 0, 0, 0); break;
+        case 0:
+            header(&m, 1, F_RD, 0, 0, 0, 0);
+            break;
         case 1:
             header(&m, 1, F_RD, 2, 0, 0, 0);
             question(&m, "allowed.test", T_A);
@@ -383,9 +390,8 @@ static void test_query_refused_types_and_classes(void **state)
         uint16_t type, klass;
         enum dns_refusal_cause cause;
     } cases[] = {
-        {T_ANY, 1, DNS_CAUSE_QTYPE},   {T_AXFR, 1, DNS_CAUSE_QTYPE},
-        {251, 1, DNS_CAUSE_QTYPE},     {T_NULL, 1, DNS_CAUSE_QTYPE},
-        {65280, 1, DNS_CAUSE_QTYPE},   {T_A, 3, DNS_CAUSE_QCLASS},
+        {T_ANY, 1, DNS_CAUSE_QTYPE},    {T_AXFR, 1, DNS_CAUSE_QTYPE}, {251, 1, DNS_CAUSE_QTYPE},
+        {T_NULL, 1, DNS_CAUSE_QTYPE},   {65280, 1, DNS_CAUSE_QTYPE},  {T_A, 3, DNS_CAUSE_QCLASS},
         {T_TXT, 255, DNS_CAUSE_QCLASS},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -404,8 +410,8 @@ static void test_query_refused_types_and_classes(void **state)
 static void test_query_served_types(void **state)
 {
     static const uint16_t types[] = {T_A, T_AAAA, T_CNAME, T_HTTPS, T_SVCB, 15, T_TXT, 33, 12};
-    static const char *const names[] = {"A", "AAAA", "CNAME", "HTTPS", "SVCB",
-                                        "MX", "TXT", "SRV", "PTR"};
+    static const char *const names[] = {"A",  "AAAA", "CNAME", "HTTPS", "SVCB",
+                                        "MX", "TXT",  "SRV",   "PTR"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         struct msg m;
         struct dns_query q;
@@ -587,7 +593,7 @@ static void test_answer_special_ranges_removed(void **state)
 
 static void test_answer_only_special_addresses(void **state)
 {
-    static const char *const addrs[] = {"169.254.169.254", "10.66.0.10", "127.0.0.1",
+    static const char *const addrs[] = {"169.254.169.254",  "10.66.0.10",    "127.0.0.1",
                                         "::ffff:192.0.2.1", "fd00:ec2::254", "100.64.0.1"};
     for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
         struct msg qm, am;
@@ -645,7 +651,7 @@ static void test_answer_cname_to_allowed_name(void **state)
     rr_cname(&am, "alias.test", "cdn.example");
     rr_a(&am, "cdn.example", "192.0.2.44", 60);
     rr_cname(&am, "stray.test", "denied.test"); /* not on the chain: dropped */
-    rr_a(&am, "denied.test", "192.0.2.99", 60);  /* not on the chain: dropped */
+    rr_a(&am, "denied.test", "192.0.2.99", 60); /* not on the chain: dropped */
     assert_int_equal(process(policy, &qm, &am, 0, &res), DNS_ANSWER_PASS);
     assert_int_equal(res.n_addrs, 1);
     assert_string_equal(res.addrs[0].name, "alias.test");

@@ -861,8 +861,10 @@ static void test_signer_is_confined_process(void **state)
     pid_t pid = tls_minter_signer_pid(m);
     assert_true(pid > 0);
     assert_int_not_equal(pid, getpid());
+    char me[32];
+    snprintf(me, sizeof me, "%d", (int)getpid());
     assert_int_equal(proc_status_field(pid, "PPid", v, sizeof v), 0);
-    assert_int_equal(strtol(v, NULL, 10), getpid());
+    assert_string_equal(v, me);
     assert_int_equal(proc_status_field(pid, "Name", v, sizeof v), 0);
     assert_string_equal(v, "sluice-signer");
     assert_int_equal(proc_status_field(pid, "NoNewPrivs", v, sizeof v), 0);
@@ -877,11 +879,21 @@ static void test_signer_is_confined_process(void **state)
         struct dirent *e;
         int n = 0;
         while ((e = readdir(d))) {
+            char link[PATH_SIZE], target[PATH_SIZE];
             if (e->d_name[0] == '.')
                 continue;
             n++;
-            long fd = strtol(e->d_name, NULL, 10);
-            assert_true(fd >= 0 && fd <= 3);
+            snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+            ssize_t len = readlink(link, target, sizeof target - 1);
+            assert_true(len > 0);
+            target[len] = '\0';
+            if (strcmp(e->d_name, "3") == 0)
+                assert_int_equal(strncmp(target, "socket:", 7), 0);
+            else if (strcmp(e->d_name, "0") == 0 || strcmp(e->d_name, "1") == 0 ||
+                     strcmp(e->d_name, "2") == 0)
+                assert_string_equal(target, "/dev/null");
+            else
+                fail_msg("the signer holds fd %s (%s)", e->d_name, target);
         }
         closedir(d);
         assert_int_equal(n, 4);

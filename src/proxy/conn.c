@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "proxy/intercept.h"
+#include "proxy/transparent.h"
 
 static const char *const state_names[] = {
     [CONN_READ_HEAD] = "read_head", [CONN_RESOLVING] = "resolving",
@@ -120,6 +121,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t 
     else
         snprintf(c->client_ip, sizeof c->client_ip, "local");
 
+    transparent_detect(c, fd);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     evutil_make_socket_nonblocking(fd);
@@ -177,6 +179,8 @@ static void reset_request(struct conn *c)
 
 static const char *kind_name(const struct conn *c)
 {
+    if (c->transparent)
+        return "transparent";
     return c->is_connect ? "connect" : c->intercepted ? "tls" : "http";
 }
 
@@ -425,6 +429,23 @@ static void handle_request(struct conn *c, const char *head, size_t head_len,
     metrics_add(&metrics.requests_total, 1);
     evtimer_del(c->timer);
     copy_bounded(c->method, sizeof c->method, req->method, req->method_len);
+    if (c->transparent) {
+        const char *why = NULL;
+        struct http_uri uri;
+        if (!method_is_forwardable(req->method, req->method_len)) {
+            conn_log(c, "error", 405, "method not allowed through the proxy");
+            answer_error(c, 405, "method not allowed through the proxy", true);
+            return;
+        }
+        if (transparent_check_host(c, req, &uri, &why) < 0) {
+            metrics_add(&metrics.errors[METRICS_ERR_BAD_REQUEST], 1);
+            conn_log(c, "error", 400, why);
+            answer_error(c, 400, why, true);
+            return;
+        }
+        forward_begin(c, head, head_len, req, &uri);
+        return;
+    }
     if (c->intercepted) {
         if (!method_is_forwardable(req->method, req->method_len)) {
             bufferevent_disable(c->client, EV_READ);
@@ -477,6 +498,12 @@ static void read_request_head(struct conn *c)
     if (!c->head_started) {
         c->head_started = true;
         arm_timer(c, c->w->cfg->header_timeout_s);
+    }
+    if (c->transparent && !c->first_bytes_seen) {
+        int kind = transparent_read_first(c);
+        if (kind <= 0)
+            return;
+        c->first_bytes_seen = true;
     }
     struct evbuffer_ptr from;
     evbuffer_ptr_set(in, &from, c->head_scan_from, EVBUFFER_PTR_SET);
@@ -572,6 +599,13 @@ void conn_upstream_connected(struct conn *c)
 {
     if (c->intercepted || (c->is_connect && c->intercept_wanted)) {
         intercept_upstream_connected(c);
+        return;
+    }
+    if (c->is_connect && c->transparent) {
+        /* The workload never asked for a tunnel: no 200, its ClientHello
+         * goes straight on. */
+        if (tunnel_start(c, NULL, 0) < 0)
+            conn_close(c, "tunnel setup failed");
         return;
     }
     if (c->is_connect) {

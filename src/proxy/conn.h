@@ -129,6 +129,9 @@ struct conn {
 
     /* TLS interception: the CONNECT's destination, fixed for every request
      * inside the tunnel. */
+    bool transparent;        /* redirected here by the kernel */
+    bool first_bytes_seen;   /* transparent: TLS or HTTP told apart */
+    struct sockaddr_storage orig_dst;
     bool intercept_wanted;
     bool intercepted;
     struct host tunnel_host;

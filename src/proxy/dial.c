@@ -14,6 +14,7 @@
 
 #include "core/metrics.h"
 #include "proxy/conn.h"
+#include "proxy/transparent.h"
 
 static void dial_next(struct conn *c);
 
@@ -73,6 +74,8 @@ static const char *add_checked_address(struct conn *c, const struct sockaddr *sa
         return why ? why : (refusal ? refusal : "address refused by policy");
     if (is_own_listener(c->w->cfg, &ss))
         return why ? why : "the destination is sluice itself";
+    if (c->transparent && !transparent_address_matches(c, &ss))
+        return why ? why : "the connection was made to another address than the name's";
     for (size_t i = 0; i < c->n_addrs; i++)
         if (memcmp(&c->addrs[i], &ss, sizeof ss) == 0)
             return why;

@@ -284,7 +284,8 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
 {
     const char *why = NULL;
     struct evbuffer *in = bufferevent_get_input(c->client);
-    c->dest.kind = DEST_HTTP;
+    if (!c->transparent)
+        c->dest.kind = DEST_HTTP;
     c->client_keep_alive = req->keep_alive;
     c->client_http10 = req->version_minor == 0;
     c->request_is_head = http_method_is(req->method, req->method_len, "HEAD");
@@ -300,6 +301,9 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
         c->dest.kind = DEST_CONNECT;
         c->dest.host = c->tunnel_host;
         c->dest.port = c->tunnel_port;
+    } else if (c->transparent) {
+        /* transparent_check_host() set host and port from Host and the
+         * connection's original destination. */
     } else if (host_parse_authority(uri->authority, uri->authority_len, 80, &c->dest.host,
                                     &c->dest.port, &why) < 0) {
         metrics_add(&metrics.errors[METRICS_ERR_BAD_REQUEST], 1);

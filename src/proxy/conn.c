@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -236,6 +237,7 @@ void conn_free_upstream(struct conn *c)
         c->upstream_fd = -1;
     }
     c->upstream_reusable = false;
+    c->upstream_lowat = 0;
     c->upstream_host[0] = '\0';
 }
 
@@ -575,6 +577,53 @@ void conn_write_now(struct bufferevent *bev)
         bufferevent_disable(bev, EV_WRITE);
     else
         bufferevent_enable(bev, EV_WRITE);
+}
+
+/* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), which
+ * turns a bulk body into a read, a write and a client wake-up per 4 KiB.
+ * Bodies are read here in large slices instead, from the socket straight
+ * into the bufferevent's input (its end is thawed just for that). Plain
+ * sockets only: a TLS filter reads its own records. EOF and errors are left
+ * for libevent's next read to report. Returns the bytes read. */
+size_t conn_fill(struct bufferevent *bev, size_t max)
+{
+    if (bev == NULL || bufferevent_get_underlying(bev) != NULL)
+        return 0;
+    int fd = bufferevent_getfd(bev);
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t total = 0;
+    evbuffer_unfreeze(in, 0);
+    while (total < max) {
+        size_t want = max - total < CONN_FILL_SLICE ? max - total : CONN_FILL_SLICE;
+        struct evbuffer_iovec v[2];
+        int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+        if (nv <= 0)
+            break;
+        struct iovec iov[2];
+        size_t room = 0;
+        for (int i = 0; i < nv; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+            room += v[i].iov_len;
+        }
+        ssize_t r = readv(fd, iov, nv);
+        if (r <= 0) {
+            evbuffer_commit_space(in, v, 0);
+            break;
+        }
+        size_t left = (size_t)r;
+        for (int i = 0; i < nv; i++) {
+            if (v[i].iov_len > left)
+                v[i].iov_len = left;
+            left -= v[i].iov_len;
+        }
+        evbuffer_commit_space(in, v, nv);
+        total += (size_t)r;
+        if ((size_t)r < room)
+            break; /* the socket is drained */
+    }
+    evbuffer_freeze(in, 0);
+    return total;
 }
 
 void conn_next_request(struct conn *c)

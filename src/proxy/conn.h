@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -21,6 +22,7 @@
 #define CONN_MAX_QUEUED (256 * 1024)
 #define CONN_BODY_SLICE (64 * 1024)
 #define CONN_MAX_SINGLE_IO (256 * 1024)
+#define CONN_FILL_SLICE (128 * 1024)
 #define CONN_CLIENT_READ_MAX (HTTP_MAX_HEAD_BYTES + 64 * 1024)
 /* Empty pipes kept per worker for splice relays. */
 #define WORKER_PIPE_POOL 256
@@ -90,6 +92,7 @@ struct conn {
     char upstream_host[HOST_TEXT_SIZE];
     uint16_t upstream_port;
     bool upstream_reusable;
+    int upstream_lowat; /* SO_RCVLOWAT now set on the upstream socket */
 
     struct evdns_getaddrinfo_request *resolve;
     bool resolve_pending;
@@ -148,6 +151,7 @@ void conn_upstream_connected(struct conn *c);
 void conn_next_request(struct conn *c);
 void conn_tune_bufferevent(struct bufferevent *bev);
 void conn_write_now(struct bufferevent *bev);
+size_t conn_fill(struct bufferevent *bev, size_t max);
 void conn_free_upstream(struct conn *c);
 void conn_release_bufferevent(struct bufferevent *bev);
 void conn_intercepted_ready(struct conn *c);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/metrics.h"
@@ -433,6 +434,9 @@ void forward_client_readable(struct conn *c)
     struct http_error err = {400, "malformed chunked request body"};
     struct evbuffer *in = bufferevent_get_input(c->client);
     struct evbuffer *out = bufferevent_get_output(c->upstream);
+    size_t queued = evbuffer_get_length(out);
+    if (!c->req_body.done && queued < CONN_MAX_QUEUED)
+        conn_fill(c->client, CONN_MAX_QUEUED - queued);
     ssize_t n = move_body(in, out, &c->req_body, &err);
     if (n < 0) {
         metrics_add(&metrics.errors[METRICS_ERR_BAD_REQUEST], 1);
@@ -494,9 +498,35 @@ static void write_response_head(struct conn *c, const struct http_response *resp
     evbuffer_add(bufferevent_get_output(c->client), o.buf, o.len);
 }
 
+/* While a long Content-Length body streams, wake up only when a good slice
+ * of it is waiting (SO_RCVLOWAT): reading each few-KiB segment as it lands
+ * costs a read, a write and a wake-up of the client per segment. The mark
+ * never exceeds what is still to come, so the end of the body is never
+ * held back. Plain sockets only: a TLS filter's records do not map to it. */
+#define UPSTREAM_LOWAT_MAX (64 * 1024)
+
+static void set_upstream_lowat(struct conn *c)
+{
+    int lowat = 1;
+    if (c->upstream && bufferevent_get_underlying(c->upstream) == NULL &&
+        c->resp_body.framing == HTTP_BODY_LENGTH && !c->resp_body.done) {
+        size_t buffered = evbuffer_get_length(bufferevent_get_input(c->upstream));
+        uint64_t to_come = c->resp_body.remaining > buffered ? c->resp_body.remaining - buffered : 0;
+        lowat = to_come > UPSTREAM_LOWAT_MAX ? UPSTREAM_LOWAT_MAX : (int)to_come;
+        if (lowat < 1)
+            lowat = 1;
+    }
+    int current = c->upstream_lowat ? c->upstream_lowat : 1; /* 1: the kernel's default */
+    if (c->upstream_fd >= 0 && lowat != current) {
+        setsockopt(c->upstream_fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+        c->upstream_lowat = lowat;
+    }
+}
+
 static void finish_exchange(struct conn *c)
 {
     c->resp_phase = RESP_DONE;
+    set_upstream_lowat(c); /* back to 1 for the next answer's head */
     conn_log(c, c->decision.would_deny ? "would_deny" : "allow", c->resp_status, NULL);
     bool keep_client = c->client_keep_alive && c->req_body.done &&
                        c->resp_body.framing != HTTP_BODY_CLOSE && !c->w->draining;
@@ -605,6 +635,9 @@ void forward_upstream_readable(struct conn *c)
     struct http_error err = {502, "malformed chunked response body"};
     struct evbuffer *in = bufferevent_get_input(c->upstream);
     struct evbuffer *out = bufferevent_get_output(c->client);
+    size_t queued = evbuffer_get_length(out);
+    if (!c->resp_body.done && queued < CONN_MAX_QUEUED)
+        conn_fill(c->upstream, CONN_MAX_QUEUED - queued);
     ssize_t n = move_body(in, out, &c->resp_body, &err);
     if (n < 0) {
         conn_log(c, "error", c->resp_status, err.reason);
@@ -614,6 +647,7 @@ void forward_upstream_readable(struct conn *c)
     c->bytes_down += (uint64_t)n;
     metrics_add(&metrics.bytes_down, (uint64_t)n);
     conn_write_now(c->client);
+    set_upstream_lowat(c);
     if (c->resp_body.done) {
         finish_exchange(c);
         return;

@@ -14,6 +14,7 @@
 #include "admin/admin.h"
 #include "cmd/cmd.h"
 #include "cmd/proxy_dns.h"
+#include "core/cliopt.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/netaddr.h"
@@ -144,14 +145,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* Checked integer options: the whole text a decimal number within range. */
 static int parse_int_option(const char *name, const char *text, long min, long max, int *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "sluice proxy: %s must be a number from %ld to %ld, not '%s'\n", name, min,
-                max, text);
+    long v;
+    if (cliopt_long("sluice proxy", name, text, min, max, &v) < 0)
         return -1;
-    }
     *out = (int)v;
     return 0;
 }

@@ -1,4 +1,5 @@
 /* proxy_dns: options and lifecycle of the DNS filter inside `sluice proxy`. */
+#include "core/cliopt.h"
 #include "cmd/proxy_dns.h"
 
 #include <errno.h>
@@ -35,16 +36,7 @@ static void defaults(void)
 
 static int number(const char *name, const char *text, long min, long max, long *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
-        fprintf(stderr, "sluice proxy: %s must be a number from %ld to %ld, not '%s'\n", name, min,
-                max, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return cliopt_long("sluice proxy", name, text, min, max, out);
 }
 
 /* Marks are written as firewalls write them: decimal or 0x hex, 32 bits. */

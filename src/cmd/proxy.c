@@ -36,6 +36,7 @@ const char cmd_proxy_help[] =
     "  --admin-token FILE       bearer token for the admin API (file mode 0600)\n"
     "  --ca DIR                 internal CA (sluice ca init) for TLS interception\n"
     "  --upstream-ca FILE       verify intercepted upstreams against FILE, not the system roots\n"
+    "  --mark N                 SO_MARK on upstream connections (default 0x5c1ce; 0: none)\n"
     "  --log FILE               JSON lines log (default stderr; created 0600)\n"
     "  --workers N              event-loop threads (default: one per CPU)\n"
     "  --header-timeout SEC     time for a client to send a request head (default 20)\n"
@@ -178,6 +179,7 @@ enum {
     OPT_MAX_TUNNELS_CLIENT,
     OPT_CA,
     OPT_UPSTREAM_CA,
+    OPT_MARK,
 };
 
 static const struct option long_options[] = {
@@ -196,6 +198,7 @@ static const struct option long_options[] = {
     {"max-tunnels-per-client", required_argument, NULL, OPT_MAX_TUNNELS_CLIENT},
     {"ca", required_argument, NULL, OPT_CA},
     {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+    {"mark", required_argument, NULL, OPT_MARK},
     PROXY_DNS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -228,6 +231,7 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         case OPT_LOG: o->log_file = optarg; break;
         case OPT_CA: o->ca_dir = optarg; break;
         case OPT_UPSTREAM_CA: o->upstream_ca = optarg; break;
+        case OPT_MARK: rc = cliopt_mark("sluice proxy", "--mark", optarg, &o->cfg.mark); break;
         case OPT_LISTEN:
             rc = netaddr_parse(optarg, &cfg->listen, &cfg->listen_len, err, sizeof err);
             if (rc < 0)

@@ -39,19 +39,12 @@ static int number(const char *name, const char *text, long min, long max, long *
     return cliopt_long("sluice proxy", name, text, min, max, out);
 }
 
-/* Marks are written as firewalls write them: decimal or 0x hex, 32 bits. */
 static int mark(const char *text, uint32_t *out)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 0);
-    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v > UINT32_MAX) {
-        fprintf(stderr,
-                "sluice proxy: --dns-mark must be a 32-bit number (e.g. 0x5c1ce), not '%s'\n",
-                text);
+    unsigned int v;
+    if (cliopt_mark("sluice proxy", "--dns-mark", text, &v) < 0)
         return -1;
-    }
-    *out = (uint32_t)v;
+    *out = v;
     return 0;
 }
 

@@ -8,4 +8,7 @@
 int cliopt_long(const char *cmd, const char *name, const char *text, long min, long max,
                 long *out);
 
+/* A firewall mark as firewalls write it: decimal or 0x hex, 32 bits. */
+int cliopt_mark(const char *cmd, const char *name, const char *text, unsigned int *out);
+
 #endif

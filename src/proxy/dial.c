@@ -228,6 +228,9 @@ static void dial_next(struct conn *c)
             c->last_dial_error = errno;
             continue;
         }
+        unsigned int mark = c->w->cfg->mark;
+        if (mark != 0)
+            setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
         c->upstream_fd = fd;
         c->upstream = bufferevent_socket_new(c->w->base, fd, 0);
         if (c->upstream == NULL) {

@@ -14,6 +14,9 @@ struct event_base;
 struct policy;
 
 #define PROXY_MAX_OWN_ADDRS 8
+/* SO_MARK on upstream sockets, the same default as the DNS filter's, so the
+ * kernel rules of `sluice enforce` can tell sluice's traffic apart. */
+#define PROXY_DEFAULT_MARK 0x5c1ce
 
 struct proxy_config {
     struct sockaddr_storage listen;
@@ -26,6 +29,7 @@ struct proxy_config {
     int max_conns;
     int max_conns_per_client;
     int max_tunnels_per_client;
+    unsigned int mark; /* 0: upstream sockets are not marked */
     /* sluice's own listeners (proxy, admin, DNS): never dialled (no loops). */
     struct sockaddr_storage own[PROXY_MAX_OWN_ADDRS];
     size_t n_own;

@@ -49,6 +49,7 @@ void proxy_config_defaults(struct proxy_config *cfg)
     cfg->max_conns = 10000;
     cfg->max_conns_per_client = 512;
     cfg->max_tunnels_per_client = 256;
+    cfg->mark = PROXY_DEFAULT_MARK;
 }
 
 struct policy *proxy_policy_get(void)
@@ -257,6 +258,23 @@ static int check_port_free(const struct proxy_config *cfg, char *err, size_t err
     return 0;
 }
 
+/* Setting SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW on recent kernels).
+ * Without it sluice still works, unmarked, and says so: the kernel rules
+ * must then recognise it by its UID, which is weaker (docs/ENFORCE.md). */
+static void check_mark(struct proxy_config *cfg)
+{
+    if (cfg->mark == 0)
+        return;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_MARK, &cfg->mark, sizeof cfg->mark) < 0) {
+        log_message("warning", "upstream connections are not marked (SO_MARK)", strerror(errno));
+        cfg->mark = 0;
+    }
+    close(fd);
+}
+
 static int open_listener(const struct proxy_config *cfg, char *err, size_t err_size)
 {
     int fd = socket(cfg->listen.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -394,6 +412,7 @@ int proxy_start(const struct proxy_config *cfg, char *err, size_t err_size)
     }
     if (check_port_free(&config, err, err_size) < 0)
         return -1;
+    check_mark(&config);
     for (int i = 0; i < config.workers; i++) {
         if (worker_init(&workers[i], i, err, err_size) < 0) {
             for (int j = 0; j <= i; j++)

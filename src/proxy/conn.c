@@ -267,6 +267,10 @@ void conn_close(struct conn *c, const char *why)
         c->timer = NULL;
     }
     if (c->client) {
+        struct bufferevent *under = bufferevent_get_underlying(c->client);
+        if (c->client_drain_cb && under)
+            evbuffer_remove_cb_entry(bufferevent_get_output(under), c->client_drain_cb);
+        c->client_drain_cb = NULL;
         conn_release_bufferevent(c->client);
         c->client = NULL;
     }

@@ -136,6 +136,10 @@ struct conn {
     bool first_bytes_seen;   /* transparent: TLS or HTTP told apart */
     struct sockaddr_storage orig_dst;
     bool intercept_wanted;
+    bool upstream_paused; /* reading the upstream waits for the client */
+    /* Intercepted client: watches the TLS socket's output drain, since the
+     * filter above it reports no progress of its own. */
+    struct evbuffer_cb_entry *client_drain_cb;
     bool intercepted;
     struct host tunnel_host;
     uint16_t tunnel_port;

@@ -384,6 +384,15 @@ void forward_upstream_ready(struct conn *c)
     forward_client_readable(c);
 }
 
+/* What a side has yet to send: below a TLS filter the ciphertext waits in
+ * the socket bufferevent, and that must count for backpressure too. */
+static size_t pending_output(struct bufferevent *bev)
+{
+    struct bufferevent *under = bufferevent_get_underlying(bev);
+    return evbuffer_get_length(bufferevent_get_output(bev)) +
+           (under ? evbuffer_get_length(bufferevent_get_output(under)) : 0);
+}
+
 /* Moves body bytes from src to dst as far as the framing allows, at most
  * CONN_MAX_QUEUED per call. Returns bytes moved, or -1 on bad framing. */
 static ssize_t move_body(struct evbuffer *src, struct evbuffer *dst, struct body_progress *p,
@@ -434,7 +443,7 @@ void forward_client_readable(struct conn *c)
     struct http_error err = {400, "malformed chunked request body"};
     struct evbuffer *in = bufferevent_get_input(c->client);
     struct evbuffer *out = bufferevent_get_output(c->upstream);
-    size_t queued = evbuffer_get_length(out);
+    size_t queued = evbuffer_get_length(out) + evbuffer_get_length(in);
     if (!c->req_body.done && queued < CONN_MAX_QUEUED)
         conn_fill(c->client, CONN_MAX_QUEUED - queued);
     ssize_t n = move_body(in, out, &c->req_body, &err);
@@ -635,9 +644,20 @@ void forward_upstream_readable(struct conn *c)
     struct http_error err = {502, "malformed chunked response body"};
     struct evbuffer *in = bufferevent_get_input(c->upstream);
     struct evbuffer *out = bufferevent_get_output(c->client);
-    size_t queued = evbuffer_get_length(out);
-    if (!c->resp_body.done && queued < CONN_MAX_QUEUED)
-        conn_fill(c->upstream, CONN_MAX_QUEUED - queued);
+    /* Everything not yet sent counts against the bound: what the client
+     * has queued, and below a TLS filter also the plaintext and ciphertext
+     * still waiting in it. */
+    struct bufferevent *under = bufferevent_get_underlying(c->upstream);
+    size_t queued = pending_output(c->client) + evbuffer_get_length(in) +
+                    (under ? evbuffer_get_length(bufferevent_get_input(under)) : 0);
+    if (!c->resp_body.done && queued < CONN_MAX_QUEUED) {
+        if (under == NULL)
+            conn_fill(c->upstream, CONN_MAX_QUEUED - queued);
+        else if (conn_fill(under, CONN_MAX_QUEUED - queued) > 0)
+            /* Ciphertext read below the TLS filter: let it decrypt that too
+             * (deferred, so this callback is not re-entered). */
+            bufferevent_trigger(under, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    }
     ssize_t n = move_body(in, out, &c->resp_body, &err);
     if (n < 0) {
         conn_log(c, "error", c->resp_status, err.reason);
@@ -652,8 +672,10 @@ void forward_upstream_readable(struct conn *c)
         finish_exchange(c);
         return;
     }
-    if (evbuffer_get_length(out) >= CONN_MAX_QUEUED)
+    if (pending_output(c->client) >= CONN_MAX_QUEUED) {
         bufferevent_disable(c->upstream, EV_READ);
+        c->upstream_paused = true;
+    }
 }
 
 void forward_upstream_eof(struct conn *c)

@@ -135,6 +135,22 @@ static int on_client_sni(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* The client's TLS socket sent some of its backlog: resume reading the
+ * upstream once it is below half the bound (deferred: this runs inside a
+ * buffer operation). */
+static void on_client_socket_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                                     void *arg)
+{
+    struct conn *c = arg;
+    if (info->n_deleted == 0 || !c->upstream_paused || c->upstream == NULL ||
+        evbuffer_get_length(buf) > CONN_MAX_QUEUED / 2)
+        return;
+    c->upstream_paused = false;
+    bufferevent_enable(c->upstream, EV_READ);
+    bufferevent_trigger(c->upstream, EV_READ,
+                        BEV_TRIG_DEFER_CALLBACKS | BEV_TRIG_IGNORE_WATERMARKS);
+}
+
 /* The upstream is verified: answer the CONNECT and take the client's TLS
  * handshake with a certificate for exactly the CONNECT host. */
 static void begin_client_tls(struct conn *c)
@@ -169,6 +185,7 @@ static void begin_client_tls(struct conn *c)
         return;
     }
     c->client = tls;
+    c->client_drain_cb = evbuffer_add_cb(bufferevent_get_output(plain), on_client_socket_drained, c);
     c->bytes_down += sizeof established - 1;
     bufferevent_setwatermark(tls, EV_READ, 0, CONN_CLIENT_READ_MAX);
     struct timeval tv = {c->w->cfg->header_timeout_s, 0};

@@ -4,7 +4,8 @@
 CC       ?= cc
 BUILD    ?= build
 VERSION  := 0.1.0
-PKGS     := libevent libevent_openssl libevent_pthreads jansson openssl libidn2 ldns libseccomp
+PKGS     := libevent libevent_openssl libevent_pthreads jansson openssl libidn2 ldns libseccomp \
+            libnftables libcap
 # snprintf truncation into bounded buffers is intended, so its warning is off.
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wvla -Wno-unused-parameter

@@ -12,11 +12,13 @@ int cmd_policy_main(int argc, char **argv);
 int cmd_status_main(int argc, char **argv);
 int cmd_reload_main(int argc, char **argv);
 int cmd_ca_main(int argc, char **argv);
+int cmd_enforce_main(int argc, char **argv);
 
 extern const char cmd_proxy_help[];
 extern const char cmd_policy_help[];
 extern const char cmd_status_help[];
 extern const char cmd_reload_help[];
 extern const char cmd_ca_help[];
+extern const char cmd_enforce_help[];
 
 #endif

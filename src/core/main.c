@@ -19,6 +19,8 @@ static const struct subcommand subcommands[] = {
     {"status", cmd_status_main, "show a running proxy's status (admin API)", cmd_status_help},
     {"reload", cmd_reload_main, "make a running proxy reload its policy", cmd_reload_help},
     {"ca", cmd_ca_main, "make, show or export the internal CA for TLS interception", cmd_ca_help},
+    {"enforce", cmd_enforce_main, "apply, remove or show the kernel rules (nftables)",
+     cmd_enforce_help},
 };
 
 static void print_usage(FILE *out)

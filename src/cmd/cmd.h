@@ -13,6 +13,7 @@ int cmd_status_main(int argc, char **argv);
 int cmd_reload_main(int argc, char **argv);
 int cmd_ca_main(int argc, char **argv);
 int cmd_enforce_main(int argc, char **argv);
+int cmd_run_main(int argc, char **argv);
 
 extern const char cmd_proxy_help[];
 extern const char cmd_policy_help[];
@@ -20,5 +21,6 @@ extern const char cmd_status_help[];
 extern const char cmd_reload_help[];
 extern const char cmd_ca_help[];
 extern const char cmd_enforce_help[];
+extern const char cmd_run_help[];
 
 #endif

@@ -11,6 +11,7 @@
 #include "core/netaddr.h"
 #include "dns/filter.h"
 #include "dns/learn.h"
+#include "fw/learnset.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 
@@ -23,6 +24,8 @@ static struct {
     struct dns_filter_config cfg;
     int learn_max;
     struct learn_memory *learned;
+    bool learn_nft;          /* --dns-learn-nft */
+    struct fw_learnset *nft; /* the isolate sets' sink, behind the memory one */
 } dns;
 
 static void defaults(void)
@@ -100,6 +103,9 @@ int proxy_dns_option(int opt, const char *arg)
             return -1;
         c->ttl_max = (uint32_t)v;
         return 0;
+    case PROXY_DNS_OPT_LEARN_NFT:
+        dns.learn_nft = true;
+        return 0;
     case PROXY_DNS_OPT_LEARN_MAX:
         if (number("--dns-learn-max", arg, 1, LEARN_MEMORY_MAX_CAPACITY, &v) < 0)
             return -1;
@@ -157,6 +163,13 @@ int proxy_dns_start(struct proxy_config *cfg, char *err, size_t err_size)
         return -1;
     }
     dns.cfg.sink = learn_memory_sink(dns.learned);
+    if (dns.learn_nft) {
+        struct fw_learnset_config lc = {.policy_get = proxy_policy_get, .next = dns.cfg.sink};
+        dns.nft = fw_learnset_new(&lc, err, err_size);
+        if (dns.nft == NULL)
+            return -1;
+        dns.cfg.sink = fw_learnset_sink(dns.nft);
+    }
     dns.cfg.policy_get = proxy_policy_get;
     if (dns_filter_start(&dns.cfg, err, err_size) < 0)
         return -1;
@@ -170,6 +183,9 @@ int proxy_dns_start(struct proxy_config *cfg, char *err, size_t err_size)
 void proxy_dns_stop(void)
 {
     dns_filter_stop();
+    if (dns.nft)
+        fw_learnset_free(dns.nft);
+    dns.nft = NULL;
     learn_memory_free(dns.learned);
     dns.learned = NULL;
 }

@@ -23,7 +23,8 @@ enum {
     PROXY_DNS_OPT_TTL_MIN,
     PROXY_DNS_OPT_TTL_MAX,
     PROXY_DNS_OPT_LEARN_MAX,
-    PROXY_DNS_OPT_LAST = PROXY_DNS_OPT_LEARN_MAX,
+    PROXY_DNS_OPT_LEARN_NFT,
+    PROXY_DNS_OPT_LAST = PROXY_DNS_OPT_LEARN_NFT,
 };
 
 /* Entries for proxy.c's getopt_long table. */
@@ -37,6 +38,7 @@ enum {
         {"dns-max-labels", required_argument, NULL, PROXY_DNS_OPT_MAX_LABELS},                     \
         {"dns-ttl-min", required_argument, NULL, PROXY_DNS_OPT_TTL_MIN},                           \
         {"dns-ttl-max", required_argument, NULL, PROXY_DNS_OPT_TTL_MAX},                           \
+        {"dns-learn-nft", no_argument, NULL, PROXY_DNS_OPT_LEARN_NFT},                             \
     {                                                                                              \
         "dns-learn-max", required_argument, NULL, PROXY_DNS_OPT_LEARN_MAX                          \
     }
@@ -54,7 +56,9 @@ enum {
     "  --dns-ttl-min SEC        shortest time a learned address is kept (default 30)\n"            \
     "  --dns-ttl-max SEC        longest time a learned address is kept, and the cap on\n"          \
     "                           A/AAAA TTLs in answers (default 3600)\n"                           \
-    "  --dns-learn-max N        learned addresses kept in memory (default 4096)\n"
+    "  --dns-learn-max N        learned addresses kept in memory (default 4096)\n"             \
+    "  --dns-learn-nft          also add them to the isolate sets of `sluice enforce --mode\n"    \
+    "                           isolate` (needs CAP_NET_ADMIN; a failed update is SERVFAIL)\n"
 
 /* One of the options above; 0, or -1 after printing why. */
 int proxy_dns_option(int opt, const char *arg);

@@ -21,6 +21,7 @@ static const struct subcommand subcommands[] = {
     {"ca", cmd_ca_main, "make, show or export the internal CA for TLS interception", cmd_ca_help},
     {"enforce", cmd_enforce_main, "apply, remove or show the kernel rules (nftables)",
      cmd_enforce_help},
+    {"run", cmd_run_main, "run one command jailed behind the policy", cmd_run_help},
 };
 
 static void print_usage(FILE *out)

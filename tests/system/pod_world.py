@@ -355,15 +355,20 @@ class PodProxy(Proxy):
     """`sluice proxy` in a pod, as SLUICE_UID without capabilities (it
     cannot set SO_MARK, so enforce runs with --uid SLUICE_UID)."""
 
-    def __init__(self, world, pod, policy, args=(), name="pod-proxy"):
+    def __init__(self, world, pod, policy, args=(), name="pod-proxy", keep_net_admin=False):
         super().__init__(_PodView(world, pod), policy, args, name)
+        self.keep_net_admin = keep_net_admin
         for path in (self.dir, self.policy_file, self.token_file):
             os.chown(path, SLUICE_UID, SLUICE_UID)
 
     def command(self):
+        # keep_net_admin: the one capability a sidecar that updates the
+        # isolate sets needs (an ambient capability survives the uid change).
+        caps = (["--inh-caps=-all,+net_admin", "--ambient-caps=+net_admin",
+                 "--bounding-set=-all,+net_admin"] if self.keep_net_admin
+                else ["--inh-caps=-all", "--bounding-set=-all"])
         return (["setpriv", "--reuid=%d" % SLUICE_UID, "--regid=%d" % SLUICE_UID,
-                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"] +
-                super().command())
+                 "--clear-groups"] + caps + ["--"] + super().command())
 
     def write_policy(self, policy):
         super().write_policy(policy)

@@ -37,7 +37,9 @@ def ipod(world, listeners):
         e.policy_file = os.path.join(pod.dir, "isolate.json")
         with open(e.policy_file, "w") as f:
             json.dump(POLICY, f)
-        e.proxy = PodProxy(world, pod, POLICY, ["--dns", "127.0.0.1:%d" % DNS_PORT])
+        e.proxy = PodProxy(world, pod, POLICY,
+                           ["--dns", "127.0.0.1:%d" % DNS_PORT, "--dns-learn-nft"],
+                           keep_net_admin=True)
         e.proxy.start()
         r = pod.enforce("apply", "--mode", "isolate", "--policy", e.policy_file, "--uid",
                         str(SLUICE_UID), "--proxy-port", str(e.proxy.port), "--admin-port",
@@ -125,15 +127,13 @@ def test_show_reports_isolate(ipod):
 
 
 def test_dns_filter_feeds_the_set(ipod):
-    """End to end: resolving through the filter opens the name's address.
-    Needs `sluice proxy` to use the nftables sink (fw/learnset.h) for its
-    DNS filter; until it does, this is an expected failure."""
+    """End to end: resolving through the filter (`--dns-learn-nft`) opens
+    the name's address before the answer reaches the workload."""
     pod = ipod.pod
     pod.nft("flush", "set", "inet", "sluice", "allow4")
     assert reach(pod, W.WEB, 22).startswith("fail")
     got = pod.probe([{"name": "q", "kind": "dns", "server": W.DNS, "qname": "allowed.test"}],
                     as_="uid10000")
     assert got["q"] == "NOERROR:%s" % W.WEB, got
-    if "192.0.2.10 . 22" not in pod.nft("list", "set", "inet", "sluice", "allow4").stdout:
-        pytest.xfail("sluice proxy's DNS filter does not publish to the nftables sets yet")
+    assert "192.0.2.10 . 22" in pod.nft("list", "set", "inet", "sluice", "allow4").stdout
     assert reach(pod, W.WEB, 22) == "ok"

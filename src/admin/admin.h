@@ -28,6 +28,10 @@ struct admin_hooks {
     /* "proxy-only", "dns+proxy", "nftables", "isolate". */
     const char *(*enforcement_mode)(void *arg);
     time_t (*policy_loaded_at)(void *arg);
+    /* The kernel enforcement around this process as malloc'd JSON
+     * ({"mode": "nftables"|"isolate"|"none"|"unknown", "drops": {...}}), or
+     * NULL; it overrides enforcement_mode when rules are in place. */
+    char *(*kernel_status)(void *arg);
     /* The DNS filter (may be NULL when there is none). dns_status: the
      * "dns" object of GET /status as malloc'd JSON text, or NULL (then
      * "dns": null). dns_learned: GET /dns/learned as malloc'd JSON text,

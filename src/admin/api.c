@@ -251,15 +251,37 @@ static json_t *dns_status(struct admin *a)
     return doc ? doc : json_null();
 }
 
+/* Kernel rules, when sluice enforce put them in this network namespace:
+ * their mode replaces the proxy's own, and their drop counters are shown. */
+static json_t *kernel_status(struct admin *a, const char **mode)
+{
+    char *text = a->hooks.kernel_status ? a->hooks.kernel_status(a->hooks.arg) : NULL;
+    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (doc == NULL)
+        return json_null();
+    const char *kmode = json_string_value(json_object_get(doc, "mode"));
+    static char kept[16];
+    if (kmode && (strcmp(kmode, "nftables") == 0 || strcmp(kmode, "isolate") == 0)) {
+        snprintf(kept, sizeof kept, "%s", kmode);
+        *mode = kept;
+    }
+    json_t *drops = json_object_get(doc, "drops");
+    json_t *out = drops ? json_incref(drops) : json_null();
+    json_decref(doc);
+    return out;
+}
+
 static void serve_status(struct admin *a, struct evhttp_request *req, const char *path)
 {
     struct policy *p = live_policy(a);
     const char *mode = a->hooks.enforcement_mode ? a->hooks.enforcement_mode(a->hooks.arg) : NULL;
-    json_t *doc = json_pack("{s:s, s:s, s:o, s:I, s:o, s:n, s:o}", "version", SLUICE_VERSION,
+    json_t *drops = kernel_status(a, &mode);
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "version", SLUICE_VERSION,
                             "enforcement_mode", mode ? mode : "proxy-only", "policy",
                             policy_summary(a, p), "uptime_seconds",
                             (json_int_t)metrics_uptime_seconds(), "counters", counters(),
-                            "kernel_drops", "dns", dns_status(a));
+                            "kernel_drops", drops, "dns", dns_status(a));
 
     if (p)
         policy_unref(p);

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/netaddr.h"
+#include "fw/nft.h"
 #include "dns/filter.h"
 #include "policy/policy.h"
 #include "proxy/intercept.h"
@@ -124,6 +125,11 @@ static bool is_ready(void *arg)
 static const char *enforcement_mode(void *arg)
 {
     return dns_filter_running() ? "dns+proxy" : "proxy-only";
+}
+
+static char *kernel_status(void *arg)
+{
+    return fw_nft_status_json();
 }
 
 static time_t policy_loaded_at(void *arg)
@@ -341,6 +347,7 @@ static int serve(struct proxy_options *o)
             .ready = is_ready,
             .enforcement_mode = enforcement_mode,
             .policy_loaded_at = policy_loaded_at,
+            .kernel_status = kernel_status,
             .dns_status = proxy_dns_status,
             .dns_learned = proxy_dns_learned,
         };

@@ -137,3 +137,14 @@ def test_dns_filter_feeds_the_set(ipod):
     assert got["q"] == "NOERROR:%s" % W.WEB, got
     assert "192.0.2.10 . 22" in pod.nft("list", "set", "inet", "sluice", "allow4").stdout
     assert reach(pod, W.WEB, 22) == "ok"
+
+
+def test_status_reports_the_kernel_rules(ipod):
+    """/status names the enforcement the kernel gives (SPEC 4), with the
+    drop counters of sluice's table."""
+    r = ipod.proxy.admin("GET", "/status")
+    assert r.status == 200, r
+    doc = json.loads(r.body)
+    assert doc["enforcement_mode"] == "isolate", doc
+    drops = doc["kernel_drops"]
+    assert isinstance(drops, dict) and "dropped_ipv4" in drops, doc

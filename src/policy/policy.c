@@ -1378,11 +1378,29 @@ static int64_t lookup(const struct policy *p, const struct host *h, match_accept
     return match_addrs_lookup(&p->addrs, AF_INET6, h->addr.v6.s6_addr, accept, ctx);
 }
 
+/* The policy's "doh" names: DNS-over-HTTPS endpoints are refused whatever
+ * the rules say (a resolver reached over HTTPS would bypass the DNS
+ * filter), in report mode too. The list is short; a scan is fine. */
+static bool is_doh_endpoint(const struct policy *p, const struct host *h)
+{
+    if (h->kind != HOST_KIND_NAME)
+        return false;
+    for (size_t i = 0; i < p->n_doh; i++)
+        if (strcmp(p->doh[i], h->text) == 0)
+            return true;
+    return false;
+}
+
 void policy_decide(const struct policy *p, const struct dest *d, struct decision *out)
 {
     struct decide_ctx c = {.p = p, .d = d};
     memset(out, 0, sizeof *out);
     out->rule = -1;
+    if (is_doh_endpoint(p, &d->host)) {
+        out->verdict = VERDICT_DENY;
+        out->reason = "DNS-over-HTTPS endpoint (the policy's doh list)";
+        return;
+    }
     if (d->path) {
         const char *q = memchr(d->path, '?', d->path_len);
         c.path_len = q ? (size_t)(q - d->path) : d->path_len;

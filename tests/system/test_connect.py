@@ -219,3 +219,19 @@ def test_8mib_chunked_upload_through_connect(proxy, world):
                    "https://upload.test/sha256", timeout=180)
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().strip() == world.upload_sha256
+
+
+def test_doh_names_denied_whatever_the_rules(sluice):
+    """A DNS-over-HTTPS endpoint would go around the DNS filter: names in the
+    policy's doh list are refused even under an allow-everything rule and in
+    report mode, while other names stay allowed."""
+    policy = base_policy([{"allow": "*"}])
+    policy["mode"] = "report"
+    policy["doh"] = ["allowed.test"]
+    p = sluice(policy)
+    c, r = p.tunnel("allowed.test:443")
+    c.close()
+    assert r.status == 403 and r.header("X-Sluice-Decision") == "deny", r
+    assert b"DNS-over-HTTPS" in r.body, r
+    r = p.https("echo.test", "/echo")
+    assert r.status == 200, r

@@ -374,6 +374,10 @@ static int serve(struct proxy_options *o)
     netaddr_format(&o->cfg.listen, where, sizeof where);
     state.ready = true;
     log_message("info", "sluice proxy listening", where);
+    /* Which kernel enforcement surrounds this process, for the record. */
+    char *kernel = fw_nft_status_json();
+    log_message("info", "enforcement", kernel ? kernel : "unknown");
+    free(kernel);
     event_base_dispatch(state.base);
     proxy_dns_stop();
     proxy_stop();

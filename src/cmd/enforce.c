@@ -481,6 +481,28 @@ static int probe_for_change(const struct enforce_args *a, struct fw_probe *p, bo
     return 0;
 }
 
+#define PREPARED (-1)
+
+/* The first steps of apply and remove: the script, printed and done for
+ * --dry-run, else the probe that may refuse the change. Returns PREPARED
+ * with *script set (the caller frees it), or the exit status. */
+static int prepare_change(struct enforce_args *a, bool removing, struct fw_probe *p,
+                          char **script)
+{
+    *script = generate(a, removing);
+    if (*script == NULL)
+        return EXIT_USAGE;
+    int rc = a->dry_run ? 0 : probe_for_change(a, p, !removing);
+    if (a->dry_run)
+        fputs(*script, stdout);
+    if (a->dry_run || rc != 0) {
+        free(*script);
+        *script = NULL;
+        return rc;
+    }
+    return PREPARED;
+}
+
 static int do_apply(struct enforce_args *a)
 {
     char err[ENFORCE_ERR_SIZE];
@@ -508,18 +530,9 @@ static int do_apply(struct enforce_args *a)
         free(buf);
         return buf ? 0 : EXIT_RUNTIME;
     }
-    char *script = generate(a, false);
-    if (!script)
-        return EXIT_USAGE;
-    if (a->dry_run) {
-        fputs(script, stdout);
-        free(script);
-        return 0;
-    }
-    if ((rc = probe_for_change(a, &p, true)) != 0) {
-        free(script);
+    char *script = NULL;
+    if ((rc = prepare_change(a, false, &p, &script)) != PREPARED)
         return rc;
-    }
     enum fw_backend b = pick_backend(a, &p);
     if (b == FW_BACKEND_NONE)
         rc = EXIT_RUNTIME;
@@ -542,18 +555,9 @@ static int do_remove(struct enforce_args *a)
     char err[ENFORCE_ERR_SIZE];
     struct fw_probe p;
     int rc;
-    char *script = generate(a, true);
-    if (!script)
-        return EXIT_USAGE;
-    if (a->dry_run) {
-        fputs(script, stdout);
-        free(script);
-        return 0;
-    }
-    if ((rc = probe_for_change(a, &p, false)) != 0) {
-        free(script);
+    char *script = NULL;
+    if ((rc = prepare_change(a, true, &p, &script)) != PREPARED)
         return rc;
-    }
     rc = 0;
     if (p.nftables && fw_nft_run_script(script, err, sizeof err) < 0) {
         fprintf(stderr, "sluice enforce: removing sluice's tables failed: %s\n", err);

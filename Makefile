@@ -26,7 +26,7 @@ UNIT_SRCS:= $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS:= $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps build unit system fuzz-short test test-asan demo bench bench-mint clean format
+.PHONY: all deps build unit system fuzz-short test test-asan demo bench bench-mint bench-run clean format
 
 all: build
 build: $(BUILD)/sluice
@@ -86,6 +86,10 @@ $(BUILD)/bench/mint-bench: bench/mint-bench.c $(LIB_OBJS)
 
 bench-mint: $(BUILD)/bench/mint-bench
 	$(BUILD)/bench/mint-bench $(BENCH_MINT_N)
+
+# Start-up overhead of `sluice run -- true` against `true` and bwrap (root).
+bench-run: build
+	SLUICE_BIN=$(BUILD)/sluice bench/run-startup.sh
 
 format:
 	clang-format -i $(SRCS) $(wildcard src/*/*.h)

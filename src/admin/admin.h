@@ -38,6 +38,14 @@ struct admin_hooks {
      * or NULL (then 404, the filter is not running). The caller frees. */
     char *(*dns_status)(void *arg);
     char *(*dns_learned)(void *arg);
+    /* prompt decisions (NULL when none can be pending). approvals_list:
+     * the pending questions as malloc'd JSON array text. approval_answer:
+     * 0 answered, 1 no such question, 2 answered already. */
+    char *(*approvals_list)(void *arg);
+    int (*approval_answer)(void *arg, const char *id, bool allow, bool for_run);
+    /* Where PUT /policy finds the relative file names of "clients" (the
+     * directory of the --policy file); NULL: absolute names only. */
+    const char *policy_dir;
 };
 
 struct admin;

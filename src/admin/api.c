@@ -28,7 +28,9 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/sockfd.h"
 #include "policy/policy.h"
+#include "proxy/approval.h"
 
 #define ADMIN_ADDR_MAX 64             /* "[v6]:port" with room to spare */
 #define ADMIN_TOKEN_MIN 16            /* guessing must be hopeless */
@@ -76,6 +78,7 @@ static const char *reason_phrase(int code)
         {403, "Forbidden"},
         {404, "Not Found"},
         {405, "Method Not Allowed"},
+        {409, "Conflict"},
         {413, "Payload Too Large"},
         {422, "Unprocessable Entity"},
         {501, "Not Implemented"},
@@ -160,6 +163,37 @@ static struct policy *live_policy(struct admin *a)
     return a->hooks.current_policy ? a->hooks.current_policy(a->hooks.arg) : NULL;
 }
 
+/* Each per-client policy: which file, what it holds (hash, rule count) and
+ * which addresses select it now, so an operator sees what a reload did. */
+static json_t *clients_summary(const struct policy *p)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < policy_client_count(p); i++) {
+        struct policy_client_info ci;
+        if (policy_client_info(p, i, &ci) < 0)
+            continue;
+        json_t *sources = json_array(), *names = json_array(), *unresolved = json_array();
+        for (size_t s = 0; sources && s < ci.n_sources; s++) {
+            char text[64];
+            if (cidr_format(&ci.sources[s], text, sizeof text) == 0)
+                json_array_append_new(sources, json_string(text));
+        }
+        for (size_t n = 0; names && n < ci.n_names; n++)
+            json_array_append_new(names, json_string(ci.names[n]));
+        for (size_t n = 0; unresolved && n < ci.n_unresolved; n++)
+            json_array_append_new(unresolved, json_string(ci.unresolved[n]));
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:o, s:o}", "name", ci.name, "file",
+                           ci.file, "hash", policy_hash(ci.policy), "rules",
+                           (json_int_t)policy_rule_count(ci.policy), "default",
+                           verdict_name(policy_default(ci.policy)), "mode",
+                           policy_report_mode(ci.policy) ? "report" : "enforce", "addresses",
+                           sources ? sources : json_null(), "names", names ? names : json_null(),
+                           "unresolved", unresolved ? unresolved : json_null()));
+    }
+    return out ? out : json_null();
+}
+
 /* What GET /status and GET /policy both say about a policy; p may be NULL
  * (nothing loaded yet), then JSON null. */
 static json_t *policy_summary(struct admin *a, const struct policy *p)
@@ -170,10 +204,11 @@ static json_t *policy_summary(struct admin *a, const struct policy *p)
     if (p == NULL)
         return json_null();
     format_utc(at, loaded, sizeof loaded);
-    return json_pack("{s:s?, s:s?, s:s?, s:I, s:s, s:s}", "source", policy_source(p), "hash",
+    return json_pack("{s:s?, s:s?, s:s?, s:I, s:s, s:s, s:o}", "source", policy_source(p), "hash",
                      policy_hash(p), "loaded_at", loaded[0] ? loaded : NULL, "rules",
                      (json_int_t)policy_rule_count(p), "default", verdict_name(policy_default(p)),
-                     "mode", policy_report_mode(p) ? "report" : "enforce");
+                     "mode", policy_report_mode(p) ? "report" : "enforce", "clients",
+                     clients_summary(p));
 }
 
 static json_int_t counter_value(_Atomic uint64_t *c)
@@ -429,7 +464,8 @@ static void put_policy(struct admin *a, struct evhttp_request *req)
         return;
     }
     memset(&perr, 0, sizeof perr);
-    p = policy_load_buffer((const char *)evbuffer_pullup(in, -1), len, "PUT /policy", &perr);
+    p = policy_load_buffer_at((const char *)evbuffer_pullup(in, -1), len, "PUT /policy",
+                              a->hooks.policy_dir, &perr);
     if (p == NULL) {
         policy_format_error(&perr, msg, sizeof msg);
         log_message("warning", "admin: PUT /policy rejected", NULL);
@@ -464,16 +500,83 @@ static void serve_policy(struct admin *a, struct evhttp_request *req, const char
     log_flush();
 }
 
-/* prompt decisions arrive with the approvals issue; until then there are
- * never any pending. */
+/* prompt decisions: the questions waiting for an operator. */
 static void serve_approvals(struct admin *a, struct evhttp_request *req, const char *path)
 {
-    reply_json(req, 200, json_array());
+    char *text = a->hooks.approvals_list ? a->hooks.approvals_list(a->hooks.arg) : NULL;
+    json_t *doc = text ? json_loads(text, 0, NULL) : json_array();
+
+    free(text);
+    reply_json(req, 200, doc);
+}
+
+/* The answer comes as a JSON body or as ?decision=...&scope=... */
+static int approval_request(struct evhttp_request *req, bool *allow, bool *for_run, char *err,
+                            size_t err_size)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+
+    if (len > 0) {
+        if (query && *query) {
+            snprintf(err, err_size, "give the answer as a JSON body or as a query, not both");
+            return -1;
+        }
+        return approval_parse_answer((const char *)evbuffer_pullup(in, -1), len, allow,
+                                     for_run, err, err_size);
+    }
+    struct evkeyvalq q;
+    json_t *doc = json_object();
+    int rc = -1;
+
+    q.tqh_first = NULL;
+    q.tqh_last = &q.tqh_first;
+    if (query == NULL || evhttp_parse_query_str(query, &q) < 0) {
+        snprintf(err, err_size,
+                 "no answer: send {\"decision\": \"allow\"|\"deny\", \"scope\": "
+                 "\"once\"|\"run\"} or ?decision=allow|deny&scope=once|run");
+        goto out;
+    }
+    for (struct evkeyval *kv = q.tqh_first; kv; kv = kv->next.tqe_next)
+        json_object_set_new(doc, kv->key, json_string(kv->value));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    rc = text ? approval_parse_answer(text, strlen(text), allow, for_run, err, err_size) : -1;
+    free(text);
+out:
+    evhttp_clear_headers(&q);
+    json_decref(doc);
+    return rc;
 }
 
 static void serve_approval(struct admin *a, struct evhttp_request *req, const char *path)
 {
-    reply_text(req, 404, "no such approval");
+    const char *id = path + strlen("/approvals/");
+    char err[ADMIN_ERR_MAX];
+    bool allow = false, for_run = false;
+
+    if (a->hooks.approval_answer == NULL) {
+        reply_text(req, 404, "no such approval");
+        return;
+    }
+    if (approval_request(req, &allow, &for_run, err, sizeof err) < 0) {
+        reply_json(req, 400, json_pack("{ss}", "error", err));
+        return;
+    }
+    switch (a->hooks.approval_answer(a->hooks.arg, id, allow, for_run)) {
+    case 0:
+        reply_json(req, 200, json_pack("{ss ss ss}", "id", id, "decision",
+                                       allow ? "allow" : "deny", "scope",
+                                       for_run || !allow ? "run" : "once"));
+        break;
+    case 2:
+        reply_json(req, 409, json_pack("{ss}", "error", "already answered or expired"));
+        break;
+    default:
+        reply_json(req, 404, json_pack("{ss}", "error", "no such approval"));
+        break;
+    }
+    log_flush();
 }
 
 static const struct route routes[] = {
@@ -828,7 +931,10 @@ int admin_start(struct event_base *base, const char *addr, const char *token_fil
     int fd;
 
     *out = NULL;
-    if (parse_listen_addr(addr, &ss, &ss_len, err, err_size) < 0)
+    /* "fd:N": an inherited listening socket (sluice run passes one). */
+    bool inherited = sockfd_given(addr);
+    if (inherited ? sockfd_parse(addr, SOCK_STREAM, &fd, &ss, &ss_len, err, err_size) < 0
+                  : parse_listen_addr(addr, &ss, &ss_len, err, err_size) < 0)
         return -1;
     a = calloc(1, sizeof *a);
     if (a == NULL) {
@@ -842,7 +948,8 @@ int admin_start(struct event_base *base, const char *addr, const char *token_fil
             goto fail;
         a->have_token = true;
     }
-    fd = listen_on(&ss, ss_len, addr, err, err_size);
+    if (!inherited)
+        fd = listen_on(&ss, ss_len, addr, err, err_size);
     if (fd < 0 || admin_serve(a, base, fd, addr, err, err_size) < 0)
         goto fail;
     *out = a;

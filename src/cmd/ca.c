@@ -12,20 +12,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/x509.h>
 
 #include "cmd/cmd.h"
+#include "jail/jail.h"
 #include "policy/policy.h"
 #include "tls/ca.h"
 
 #define CA_ERROR_SIZE 1024
 #define CA_MAX_POLICIES 16
+#define CA_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 
 const char cmd_ca_help[] =
     "usage: sluice ca init [--dir DIR] [--days N] [--name-constraints --policy FILE]\n"
     "       sluice ca show [--dir DIR]\n"
     "       sluice ca export [--dir DIR]\n"
+    "       sluice ca bundle [--dir DIR] [--roots FILE] --out FILE\n"
     "\n"
     "The internal CA that intercepted TLS is signed with (see docs/TLS.md).\n"
     "\n"
@@ -35,6 +40,8 @@ const char cmd_ca_help[] =
     "export  print the certificate in PEM, for trust stores:\n"
     "          sluice ca export > /usr/local/share/ca-certificates/sluice.crt\n"
     "          update-ca-certificates\n"
+    "bundle  write FILE: the system roots, then the CA certificate (never the key),\n"
+    "        for the CA variables of a workload (a pod's init step)\n"
     "\n"
     "  --dir DIR            the CA directory (default $" TLS_CA_DIR_ENV ", else\n"
     "                       " TLS_CA_DEFAULT_DIR ")\n"
@@ -47,6 +54,8 @@ const char cmd_ca_help[] =
     "                       or a default of allow.\n"
     "  --policy FILE        the policy to take the names from; repeat it to add each\n"
     "                       client's policy\n"
+    "  --roots FILE         bundle: the system roots (default " CA_SYSTEM_ROOTS ")\n"
+    "  --out FILE           bundle: where to write it (mode 0644)\n"
     "\n"
     "Exit status: 0 ok; 1 the CA cannot be made, read or written (or exists\n"
     "already, for init); 2 bad usage, or a policy unusable for name constraints.\n";
@@ -56,6 +65,8 @@ enum {
     OPT_DAYS,
     OPT_NAME_CONSTRAINTS,
     OPT_POLICY,
+    OPT_ROOTS,
+    OPT_OUT,
 };
 
 struct ca_options {
@@ -64,6 +75,8 @@ struct ca_options {
     bool name_constraints;
     const char *policies[CA_MAX_POLICIES];
     size_t n_policies;
+    const char *roots; /* bundle */
+    const char *out;   /* bundle */
 };
 
 /* The permitted names, canonical and without duplicates. */
@@ -101,6 +114,8 @@ static int parse_options(int argc, char **argv, struct ca_options *o)
         {"days", required_argument, NULL, OPT_DAYS},
         {"name-constraints", no_argument, NULL, OPT_NAME_CONSTRAINTS},
         {"policy", required_argument, NULL, OPT_POLICY},
+        {"roots", required_argument, NULL, OPT_ROOTS},
+        {"out", required_argument, NULL, OPT_OUT},
         {NULL, 0, NULL, 0},
     };
     char msg[CA_ERROR_SIZE];
@@ -127,6 +142,12 @@ static int parse_options(int argc, char **argv, struct ca_options *o)
             if (o->n_policies == CA_MAX_POLICIES)
                 return usage("too many --policy files");
             o->policies[o->n_policies++] = optarg;
+            break;
+        case OPT_ROOTS:
+            o->roots = optarg;
+            break;
+        case OPT_OUT:
+            o->out = optarg;
             break;
         case ':':
             snprintf(msg, sizeof msg, "%s needs an argument", argv[optind - 1]);
@@ -344,6 +365,34 @@ out:
     return rc;
 }
 
+/* The trust bundle a workload's CA variables name: the system roots, then
+ * the CA certificate, so the workload trusts both the public internet (in
+ * passthrough) and sluice's minted leaves. Used by the pod's init step,
+ * where the image has no shell to `cat` them. */
+static int ca_bundle(const struct ca_options *o)
+{
+    char err[CA_ERROR_SIZE], ca_pem[TLS_CA_PATH_SIZE];
+    const char *roots = o->roots ? o->roots : CA_SYSTEM_ROOTS;
+    X509 *cert = NULL;
+    snprintf(ca_pem, sizeof ca_pem, "%s/" TLS_CA_CERT_FILE, o->dir);
+    /* Refuse to write a bundle around something that is not a certificate. */
+    if (tls_ca_load_cert(o->dir, &cert, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice ca: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    X509_free(cert);
+    if (access(roots, R_OK) < 0) {
+        fprintf(stderr, "sluice ca: the system roots %s: %s\n", roots, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    const char *const srcs[] = {roots, ca_pem, NULL};
+    if (jail_bundle_write(o->out, srcs, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice ca: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
 int cmd_ca_main(int argc, char **argv)
 {
     struct ca_options o = {0};
@@ -352,9 +401,9 @@ int cmd_ca_main(int argc, char **argv)
     if (argc < 2)
         return usage("say init, show or export");
     const char *sub = argv[1];
-    bool init = strcmp(sub, "init") == 0;
-    if (!init && strcmp(sub, "show") != 0 && strcmp(sub, "export") != 0) {
-        snprintf(err, sizeof err, "unknown subcommand '%s' (init, show or export)", sub);
+    bool init = strcmp(sub, "init") == 0, bundle = strcmp(sub, "bundle") == 0;
+    if (!init && !bundle && strcmp(sub, "show") != 0 && strcmp(sub, "export") != 0) {
+        snprintf(err, sizeof err, "unknown subcommand '%s' (init, show, export or bundle)", sub);
         return usage(err);
     }
     int rc = parse_options(argc - 1, argv + 1, &o);
@@ -366,12 +415,18 @@ int cmd_ca_main(int argc, char **argv)
         return usage("--name-constraints needs --policy FILE");
     if (o.n_policies && !o.name_constraints)
         return usage("--policy is only read with --name-constraints");
+    if (!bundle && (o.roots || o.out))
+        return usage("--roots and --out belong to bundle");
+    if (bundle && !o.out)
+        return usage("bundle needs --out FILE");
     if (!o.dir) {
         const char *env = getenv(TLS_CA_DIR_ENV);
         o.dir = env && env[0] ? env : TLS_CA_DEFAULT_DIR;
     }
     if (init)
         return ca_init(&o);
+    if (bundle)
+        return ca_bundle(&o);
     if ((strcmp(sub, "show") == 0 ? tls_ca_show(o.dir, stdout, err, sizeof err)
                                   : tls_ca_export(o.dir, stdout, err, sizeof err)) < 0) {
         fprintf(stderr, "sluice ca: %s\n", err);

@@ -16,11 +16,14 @@
 
 const char cmd_policy_help[] =
     "usage: sluice policy check FILE\n"
-    "       sluice policy explain [--method METHOD] FILE TARGET\n"
+    "       sluice policy explain [--method METHOD] [--client ADDR] FILE TARGET\n"
     "\n"
-    "check    validate FILE; prints \"FILE: ok (...)\" or the error (exit 2).\n"
+    "check    validate FILE and the policy file of each of its clients; prints\n"
+    "         \"FILE: ok (...)\" and a line per client, or the error (exit 2).\n"
     "explain  print the decision FILE makes for TARGET: the verdict, the rule\n"
     "         (index and text, injected values redacted) and its reason.\n"
+    "         --client ADDR decides as a connection from that address would be\n"
+    "         (the policy of the first client whose source covers it).\n"
     "\n"
     "TARGET is one of:\n"
     "  http://HOST[:PORT]/PATH    a plain HTTP request (method GET, or --method)\n"
@@ -37,7 +40,8 @@ static int usage(const char *msg)
     fprintf(stderr,
             "sluice policy: %s\n"
             "usage: sluice policy check FILE\n"
-            "       sluice policy explain [--method METHOD] FILE (URL | HOST:PORT | dns:NAME)\n"
+            "       sluice policy explain [--method METHOD] [--client ADDR] FILE "
+            "(URL | HOST:PORT | dns:NAME)\n"
             "(sluice policy --help says more)\n",
             msg);
     return EXIT_USAGE;
@@ -78,8 +82,45 @@ static int cmd_check(int argc, char **argv)
     size_t n = policy_rule_count(p);
     printf("%s: ok (%zu rule%s, default %s, mode %s)\n", argv[0], n, n == 1 ? "" : "s",
            verdict_name(policy_default(p)), policy_report_mode(p) ? "report" : "enforce");
+    for (size_t i = 0; i < policy_client_count(p); i++) {
+        struct policy_client_info ci;
+        if (policy_client_info(p, i, &ci) < 0)
+            continue;
+        size_t cn = policy_rule_count(ci.policy);
+        printf("client %s: %s: ok (%zu rule%s, default %s, mode %s, %zu source address%s)\n",
+               ci.name, ci.file, cn, cn == 1 ? "" : "s", verdict_name(policy_default(ci.policy)),
+               policy_report_mode(ci.policy) ? "report" : "enforce", ci.n_sources,
+               ci.n_sources == 1 ? "" : "es");
+        for (size_t u = 0; u < ci.n_unresolved; u++)
+            fprintf(stderr,
+                    "warning: client %s: source \"%s\" does not resolve here; it matches "
+                    "nothing until it does and the policy is reloaded\n",
+                    ci.name, ci.unresolved[u]);
+    }
     policy_unref(p);
     return 0;
+}
+
+/* The client ADDR would be: the policy deciding for it, and its name. */
+static struct policy *as_client(struct policy *p, const char *addr, const char **name)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    *name = NULL;
+    if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1)
+        sin->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1)
+        sin6->sin6_family = AF_INET6;
+    else
+        return NULL;
+    struct policy *sel = policy_select(p, (struct sockaddr *)&ss);
+    for (size_t i = 0; sel != p && i < policy_client_count(p); i++) {
+        struct policy_client_info ci;
+        if (policy_client_info(p, i, &ci) == 0 && ci.policy == sel)
+            *name = ci.name;
+    }
+    return sel;
 }
 
 struct target {
@@ -230,7 +271,7 @@ static int explain(const struct policy *p, struct target *t)
 
 static int cmd_explain(int argc, char **argv)
 {
-    const char *method = NULL;
+    const char *method = NULL, *client = NULL;
     const char *pos[2];
     int npos = 0;
 
@@ -241,6 +282,12 @@ static int cmd_explain(int argc, char **argv)
             method = argv[i];
         } else if (strncmp(argv[i], "--method=", 9) == 0) {
             method = argv[i] + 9;
+        } else if (strcmp(argv[i], "--client") == 0) {
+            if (++i >= argc)
+                return usage("--client needs an IP address");
+            client = argv[i];
+        } else if (strncmp(argv[i], "--client=", 9) == 0) {
+            client = argv[i] + 9;
         } else if (argv[i][0] == '-' && argv[i][1] == '-' && argv[i][2] != '\0') {
             return usage("unknown option");
         } else if (npos < 2) {
@@ -260,12 +307,24 @@ static int cmd_explain(int argc, char **argv)
     struct policy *p = load(pos[0]);
     if (!p)
         return EXIT_USAGE;
+    struct policy *decider = p;
+    if (client) {
+        const char *name;
+        if (!(decider = as_client(p, client, &name))) {
+            policy_unref(p);
+            return usage("--client needs an IP address like 10.89.0.10 or 2001:db8::7");
+        }
+        if (name)
+            printf("client: %s (%s)\n", name, policy_source(decider));
+        else
+            printf("client: no client's source covers %s; the main policy decides\n", client);
+    }
     int rc = 0;
     if (t.refused) {
         printf("refused: %s\n", t.refused);
         rc = EXIT_RUNTIME;
     } else {
-        rc = explain(p, &t);
+        rc = explain(decider, &t);
     }
     policy_unref(p);
     return rc;

@@ -13,14 +13,18 @@
 
 #include "admin/admin.h"
 #include "cmd/cmd.h"
+#include "cmd/proxy_clients.h"
 #include "cmd/proxy_dns.h"
 #include "core/cliopt.h"
+#include "core/dirwatch.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/netaddr.h"
+#include "core/sockfd.h"
 #include "fw/nft.h"
 #include "dns/filter.h"
 #include "policy/policy.h"
+#include "proxy/approval.h"
 #include "proxy/intercept.h"
 #include "proxy/proxy.h"
 
@@ -32,8 +36,11 @@ const char cmd_proxy_help[] =
     "Runs the policy-enforcing HTTP/CONNECT forward proxy.\n"
     "\n"
     "  --policy FILE            policy (JSON) to enforce; SIGHUP or POST /reload re-reads it\n"
-    "  --listen ADDR:PORT       proxy listener (default 127.0.0.1:8080)\n"
-    "  --admin ADDR:PORT|none   admin API (default 127.0.0.1:8081)\n"
+    "  --watch-policy           also reload when the files in the policy's directory change\n"
+    "                           (inotify; a Kubernetes ConfigMap update too)\n"
+    "  --listen ADDR:PORT|fd:N  proxy listener (default 127.0.0.1:8080); fd:N serves on the\n"
+    "                           inherited listening TCP socket N instead of binding one\n"
+    "  --admin ADDR:PORT|fd:N|none  admin API (default 127.0.0.1:8081)\n"
     "  --admin-token FILE       bearer token for the admin API (file mode 0600)\n"
     "  --ca DIR                 internal CA (sluice ca init) for TLS interception\n"
     "  --upstream-ca FILE       verify intercepted upstreams against FILE, not the system roots\n"
@@ -47,10 +54,15 @@ const char cmd_proxy_help[] =
     "  --max-conns N            client connections in total (default 10000)\n"
     "  --max-conns-per-client N client connections per source address (default 512)\n"
     "  --max-tunnels-per-client N  open CONNECT tunnels per source address (default 256)\n"
+    "  --clients-refresh SEC    resolve the policy's client source names again every SEC\n"
+    "                           seconds (default 30; 0: only at load and reload)\n"
+    "  --prompt-timeout SEC     how long a prompt rule's request waits for an answer (default 60)\n"
+    "  --approver-fd N          a unix stream socket that answers prompts (sluice run --prompt)\n"
     PROXY_DNS_HELP;
 
 struct proxy_state {
     const char *policy_file;
+    char policy_dir[PATH_MAX]; /* where PUT /policy finds client files */
     bool have_ca;
     time_t policy_loaded_at;
     bool ready;
@@ -58,6 +70,25 @@ struct proxy_state {
 };
 
 static struct proxy_state state;
+
+/* A client source name that resolved to nothing matches no one until the
+ * next reload; say so at every load, where the operator looks. */
+static void warn_unresolved(const struct policy *p)
+{
+    for (size_t i = 0; i < policy_client_count(p); i++) {
+        struct policy_client_info ci;
+        if (policy_client_info(p, i, &ci) < 0)
+            continue;
+        for (size_t n = 0; n < ci.n_unresolved; n++) {
+            char detail[256];
+            snprintf(detail, sizeof detail, "client \"%s\": source \"%s\"", ci.name,
+                     ci.unresolved[n]);
+            log_message("warning",
+                        "client source name did not resolve; it matches nothing until a reload",
+                        detail);
+        }
+    }
+}
 
 static int reload_policy(void *arg, char *err, size_t err_size)
 {
@@ -85,6 +116,7 @@ static int reload_policy(void *arg, char *err, size_t err_size)
         log_message("error", "reload failed; keeping the previous policy", err);
         return -1;
     }
+    warn_unresolved(p);
     proxy_policy_set(p);
     state.policy_loaded_at = time(NULL);
     metrics_add(&metrics.reloads_ok, 1);
@@ -106,6 +138,7 @@ static int install_policy(void *arg, struct policy *p, char *err, size_t err_siz
         policy_unref(p);
         return -1;
     }
+    warn_unresolved(p);
     proxy_policy_set(p);
     state.policy_loaded_at = time(NULL);
     log_message("info", "policy replaced through the admin API", policy_hash(p));
@@ -137,6 +170,20 @@ static time_t policy_loaded_at(void *arg)
     return state.policy_loaded_at;
 }
 
+static char *approvals_list(void *arg)
+{
+    return approval_list_json();
+}
+
+static int approval_answer_hook(void *arg, const char *id, bool allow, bool for_run)
+{
+    switch (approval_answer(id, allow, for_run, APPROVAL_VIA_ADMIN, NULL)) {
+    case APPROVAL_OK: return 0;
+    case APPROVAL_ANSWERED: return 2;
+    default: return 1;
+    }
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) {
@@ -147,6 +194,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     log_message("info", "stopping: draining connections", NULL);
     state.ready = false;
     event_base_loopbreak(state.base);
+}
+
+/* --watch-policy: the files changed (a ConfigMap swap, an edit); reload as
+ * SIGHUP does, so a bad file keeps the old policy and is logged. */
+static void on_policy_change(void *arg)
+{
+    char err[ERR_SIZE];
+    log_message("info", "policy files changed; reloading", state.policy_file);
+    reload_policy(NULL, err, sizeof err);
 }
 
 /* Checked integer options: the whole text a decimal number within range. */
@@ -183,9 +239,13 @@ enum {
     OPT_MAX_CONNS,
     OPT_MAX_CONNS_CLIENT,
     OPT_MAX_TUNNELS_CLIENT,
+    OPT_CLIENTS_REFRESH,
     OPT_CA,
     OPT_UPSTREAM_CA,
     OPT_MARK,
+    OPT_PROMPT_TIMEOUT,
+    OPT_APPROVER_FD,
+    OPT_WATCH_POLICY,
 };
 
 static const struct option long_options[] = {
@@ -202,9 +262,13 @@ static const struct option long_options[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"max-conns-per-client", required_argument, NULL, OPT_MAX_CONNS_CLIENT},
     {"max-tunnels-per-client", required_argument, NULL, OPT_MAX_TUNNELS_CLIENT},
+    {"clients-refresh", required_argument, NULL, OPT_CLIENTS_REFRESH},
     {"ca", required_argument, NULL, OPT_CA},
     {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
     {"mark", required_argument, NULL, OPT_MARK},
+    {"prompt-timeout", required_argument, NULL, OPT_PROMPT_TIMEOUT},
+    {"approver-fd", required_argument, NULL, OPT_APPROVER_FD},
+    {"watch-policy", no_argument, NULL, OPT_WATCH_POLICY},
     PROXY_DNS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -217,6 +281,10 @@ struct proxy_options {
     const char *log_file;
     const char *ca_dir;
     const char *upstream_ca;
+    int prompt_timeout_s;
+    int approver_fd; /* -1: none */
+    int clients_refresh_s;
+    bool watch_policy;
 };
 
 static int parse_options(int argc, char **argv, struct proxy_options *o)
@@ -224,6 +292,9 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
     char err[ERR_SIZE];
     proxy_config_defaults(&o->cfg);
     o->admin_addr = "127.0.0.1:8081";
+    o->prompt_timeout_s = APPROVAL_DEFAULT_TIMEOUT_S;
+    o->approver_fd = -1;
+    o->clients_refresh_s = PROXY_CLIENTS_DEFAULT_REFRESH_S;
     optind = 1;
     opterr = 0;
     int opt;
@@ -232,6 +303,7 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         struct proxy_config *cfg = &o->cfg;
         switch (opt) {
         case OPT_POLICY: o->policy_file = optarg; break;
+        case OPT_WATCH_POLICY: o->watch_policy = true; break;
         case OPT_ADMIN: o->admin_addr = optarg; break;
         case OPT_ADMIN_TOKEN: o->admin_token = optarg; break;
         case OPT_LOG: o->log_file = optarg; break;
@@ -239,9 +311,19 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         case OPT_UPSTREAM_CA: o->upstream_ca = optarg; break;
         case OPT_MARK: rc = cliopt_mark("sluice proxy", "--mark", optarg, &o->cfg.mark); break;
         case OPT_LISTEN:
-            rc = netaddr_parse(optarg, &cfg->listen, &cfg->listen_len, err, sizeof err);
+            if (sockfd_given(optarg))
+                rc = sockfd_parse(optarg, SOCK_STREAM, &cfg->listen_fd, &cfg->listen,
+                                  &cfg->listen_len, err, sizeof err);
+            else
+                rc = netaddr_parse(optarg, &cfg->listen, &cfg->listen_len, err, sizeof err);
             if (rc < 0)
                 fprintf(stderr, "sluice proxy: --listen: %s\n", err);
+            break;
+        case OPT_PROMPT_TIMEOUT:
+            rc = parse_int_option("--prompt-timeout", optarg, 1, 86400, &o->prompt_timeout_s);
+            break;
+        case OPT_APPROVER_FD:
+            rc = parse_int_option("--approver-fd", optarg, 3, 65535, &o->approver_fd);
             break;
         case OPT_WORKERS: rc = parse_int_option("--workers", optarg, 1, 64, &cfg->workers); break;
         case OPT_HEADER_TIMEOUT:
@@ -266,6 +348,9 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         case OPT_MAX_TUNNELS_CLIENT:
             rc = parse_int_option("--max-tunnels-per-client", optarg, 1, 1000000,
                                   &cfg->max_tunnels_per_client);
+            break;
+        case OPT_CLIENTS_REFRESH:
+            rc = parse_int_option("--clients-refresh", optarg, 0, 86400, &o->clients_refresh_s);
             break;
         default:
             if (opt >= PROXY_DNS_OPT_FIRST && opt <= PROXY_DNS_OPT_LAST) {
@@ -308,7 +393,7 @@ static int load_initial_policy(const char *file)
         policy_unref(p);
         return -1;
     }
-    proxy_policy_set(p);
+    proxy_policy_set(p); /* its warnings wait for the log (cmd_proxy_main) */
     state.policy_loaded_at = time(NULL);
     return 0;
 }
@@ -324,6 +409,7 @@ static int serve(struct proxy_options *o)
     char err[ERR_SIZE];
     struct admin *admin = NULL;
     struct event *signals[3] = {NULL, NULL, NULL};
+    struct dirwatch *watch = NULL;
     int rc = EXIT_RUNTIME;
 
     state.base = event_base_new();
@@ -333,7 +419,10 @@ static int serve(struct proxy_options *o)
     if (strcmp(o->admin_addr, "none") != 0) {
         struct sockaddr_storage ss;
         socklen_t len;
-        if (netaddr_parse(o->admin_addr, &ss, &len, err, sizeof err) < 0) {
+        int fd;
+        if (sockfd_given(o->admin_addr)
+                ? sockfd_parse(o->admin_addr, SOCK_STREAM, &fd, &ss, &len, err, sizeof err) < 0
+                : netaddr_parse(o->admin_addr, &ss, &len, err, sizeof err) < 0) {
             fprintf(stderr, "sluice proxy: --admin: %s\n", err);
             rc = EXIT_USAGE;
             goto out;
@@ -350,12 +439,23 @@ static int serve(struct proxy_options *o)
             .kernel_status = kernel_status,
             .dns_status = proxy_dns_status,
             .dns_learned = proxy_dns_learned,
+            .approvals_list = approvals_list,
+            .approval_answer = approval_answer_hook,
+            .policy_dir = state.policy_dir,
         };
         if (admin_start(state.base, o->admin_addr, o->admin_token, &hooks, &admin, err,
                         sizeof err) < 0) {
             fprintf(stderr, "sluice proxy: admin API: %s\n", err);
             goto out;
         }
+    }
+    /* Nobody can answer a prompt without a token for the admin API or an
+     * approver socket: then prompt rules deny at once. */
+    approval_configure(o->prompt_timeout_s, admin != NULL && o->admin_token != NULL);
+    if (o->approver_fd >= 0 && approval_attach_fd(state.base, o->approver_fd, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: %s\n", err);
+        rc = EXIT_USAGE;
+        goto out;
     }
     if (proxy_dns_start(&o->cfg, err, sizeof err) < 0) {
         fprintf(stderr, "sluice proxy: %s\n", err);
@@ -370,6 +470,16 @@ static int serve(struct proxy_options *o)
         signals[i] = evsignal_new(state.base, sigs[i], on_signal, NULL);
         evsignal_add(signals[i], NULL);
     }
+    if (proxy_clients_start(state.base, o->policy_file, o->clients_refresh_s) < 0) {
+        fprintf(stderr, "sluice proxy: --clients-refresh: cannot make the timer\n");
+        goto out;
+    }
+    if (o->watch_policy &&
+        !(watch = dirwatch_start(state.base, o->policy_file, on_policy_change, NULL, err,
+                                 sizeof err))) {
+        fprintf(stderr, "sluice proxy: --watch-policy: %s\n", err);
+        goto out;
+    }
     char where[80];
     netaddr_format(&o->cfg.listen, where, sizeof where);
     state.ready = true;
@@ -381,10 +491,13 @@ static int serve(struct proxy_options *o)
     event_base_dispatch(state.base);
     proxy_dns_stop();
     proxy_stop();
+    approval_shutdown();
     log_message("info", "stopped", NULL);
     rc = 0;
 out:
+    proxy_clients_stop();
     proxy_dns_stop();
+    dirwatch_free(watch);
     for (int i = 0; i < 3; i++)
         if (signals[i])
             event_free(signals[i]);
@@ -402,6 +515,12 @@ int cmd_proxy_main(int argc, char **argv)
     if (parse_options(argc, argv, &o) < 0)
         return EXIT_USAGE;
     state.policy_file = o.policy_file;
+    /* The directory as the file names it, like the loader (relative is
+     * fine: the proxy never changes its working directory). */
+    const char *slash = strrchr(o.policy_file, '/');
+    snprintf(state.policy_dir, sizeof state.policy_dir, "%.*s",
+             slash ? (slash == o.policy_file ? 1 : (int)(slash - o.policy_file)) : 1,
+             slash ? o.policy_file : ".");
     state.have_ca = o.ca_dir != NULL;
     if (load_initial_policy(o.policy_file) < 0)
         return EXIT_USAGE;
@@ -423,6 +542,9 @@ int cmd_proxy_main(int argc, char **argv)
         fprintf(stderr, "sluice proxy: --log: %s\n", err);
         return EXIT_USAGE;
     }
+    struct policy *loaded = proxy_policy_get();
+    warn_unresolved(loaded);
+    policy_unref(loaded);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     int rc = serve(&o);

@@ -6,9 +6,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "core/netaddr.h"
+#include "core/sockfd.h"
 #include "dns/filter.h"
 #include "dns/learn.h"
 #include "fw/learnset.h"
@@ -16,6 +18,7 @@
 #include "proxy/proxy.h"
 
 #define PROXY_DNS_ERR 256
+#define PROXY_DNS_FD_TEXT 32
 
 static struct {
     bool configured; /* defaults applied */
@@ -51,6 +54,29 @@ static int mark(const char *text, uint32_t *out)
     return 0;
 }
 
+/* "fd:U,T": the bound UDP socket U and the listening TCP socket T, both on
+ * the same address (the one the clients are told). */
+static int inherited_sockets(const char *arg, char *err, size_t err_size)
+{
+    char udp[PROXY_DNS_FD_TEXT], tcp[PROXY_DNS_FD_TEXT];
+    const char *comma = strchr(arg, ',');
+    struct sockaddr_storage tcp_ss;
+    socklen_t tcp_len;
+    if (comma == NULL || (size_t)(comma - arg) >= sizeof udp ||
+        strlen(comma + 1) + strlen(SOCKFD_PREFIX) >= sizeof tcp) {
+        snprintf(err, err_size, "'%s': write inherited sockets as fd:UDP,TCP (two numbers)", arg);
+        return -1;
+    }
+    snprintf(udp, sizeof udp, "%.*s", (int)(comma - arg), arg);
+    snprintf(tcp, sizeof tcp, "%s%s", SOCKFD_PREFIX, comma + 1);
+    struct dns_filter_config *c = &dns.cfg;
+    if (sockfd_parse(udp, SOCK_DGRAM, &c->udp_fd, &c->listen, &c->listen_len, err, err_size) < 0 ||
+        sockfd_parse(tcp, SOCK_STREAM, &c->tcp_fd, &tcp_ss, &tcp_len, err, err_size) < 0)
+        return -1;
+    c->inherited = true;
+    return 0;
+}
+
 int proxy_dns_option(int opt, const char *arg)
 {
     char err[PROXY_DNS_ERR];
@@ -59,7 +85,8 @@ int proxy_dns_option(int opt, const char *arg)
     defaults();
     if (opt == PROXY_DNS_OPT_DNS) {
         dns.enabled = true;
-        if (netaddr_parse(arg, &c->listen, &c->listen_len, err, sizeof err) == 0)
+        if (sockfd_given(arg) ? inherited_sockets(arg, err, sizeof err) == 0
+                              : netaddr_parse(arg, &c->listen, &c->listen_len, err, sizeof err) == 0)
             return 0;
         fprintf(stderr, "sluice proxy: --dns: %s\n", err);
         return -1;

@@ -46,7 +46,9 @@ enum {
 #define PROXY_DNS_HELP                                                                             \
     "\n"                                                                                           \
     "DNS filter (answers allowed names from the policy's dns.upstream resolvers):\n"               \
-    "  --dns ADDR:PORT          serve DNS here, UDP and TCP (e.g. 127.0.0.1:53)\n"                 \
+    "  --dns ADDR:PORT|fd:U,T   serve DNS here, UDP and TCP (e.g. 127.0.0.1:53); fd:U,T\n"    \
+    "                           serves on the inherited bound UDP socket U and listening\n"   \
+    "                           TCP socket T instead of binding them\n"                 \
     "  --dns-mark N             SO_MARK on upstream DNS sockets, 0 for none (default 0x5c1ce)\n"   \
     "  --dns-timeout MS         per-try upstream timeout (default 2000)\n"                         \
     "  --dns-rate N             queries per second per client, 0 for no limit (default 500)\n"     \

@@ -1,11 +1,14 @@
-/* sluice run: run one command jailed behind the policy (root mode).
+/* sluice run: run one command jailed behind the policy.
  *
  * sluice starts its own proxy and DNS filter (`sluice proxy`, a child
- * process) on 198.18.0.1, and runs CMD in a new network and mount namespace
- * whose only interface is the other end of a veth pair (198.18.0.2/30, no
- * default route): the proxy and the DNS filter are all it can reach. The
- * child gets the proxy variables, a CA bundle with the run's CA, and a
- * resolv.conf naming the filter. See docs/RUN.md. */
+ * process) and runs CMD in new network, mount and PID namespaces where they
+ * are all it can reach. Root mode links the jail to sluice with a veth pair
+ * (198.18.0.1 - 198.18.0.2/30, no default route). Rootless mode adds a user
+ * namespace whose network has only loopback: the jail's child makes the
+ * listeners on its 127.0.0.1 and hands them to sluice, whose proxy serves
+ * them from sluice's own namespace (jail/rootless.h). The jail's PID 1 is a
+ * small init (jail/pidns.h); CMD gets the proxy variables, a CA bundle with
+ * the run's CA, and a resolv.conf naming the filter. See docs/RUN.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,6 +29,11 @@
 
 #include "cmd/cmd.h"
 #include "jail/jail.h"
+#include "jail/janitor.h"
+#include "jail/mounts.h"
+#include "jail/pidns.h"
+#include "jail/rootless.h"
+#include "jail/user.h"
 #include "policy/policy.h"
 #include "tls/ca.h"
 
@@ -43,15 +51,23 @@
 #define READY_TIMEOUT_MS 10000
 #define STOP_TIMEOUT_MS 5000
 #define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
+#define FD_ARG_SIZE 32
+#define READY_REPLY_SIZE 64
 
 const char cmd_run_help[] =
     "usage: sluice run [options] [--] CMD [ARG...]\n"
     "\n"
-    "Runs CMD in a new network namespace whose only way out is sluice's proxy and\n"
-    "DNS filter, with the proxy variables and a CA bundle set. Exits with CMD's status;\n"
-    "125 when sluice could not set up, 126 when CMD is not executable, 127 when not found.\n"
-    "Needs root for now (root mode: a veth pair on 198.18.0.0/30).\n"
+    "Runs CMD in new network, mount and PID namespaces (and a user namespace in\n"
+    "rootless mode) whose only way out is sluice's proxy and DNS filter, with the proxy\n"
+    "variables and a CA bundle set. Exits with CMD's status; 125 when sluice could not\n"
+    "set up, 126 when CMD is not executable, 127 when not found. Whatever CMD leaves\n"
+    "running ends with it.\n"
     "\n"
+    "  --mode MODE         root: a veth link on 198.18.0.0/30 (needs root and CAP_NET_ADMIN;\n"
+    "                      under sudo CMD runs as the caller); rootless: a user namespace\n"
+    "                      with loopback only, nothing configured on the host; auto\n"
+    "                      (default): root where possible, else rootless\n"
+    "  --keep-root         root mode under sudo: run CMD as root, not as SUDO_UID/SUDO_GID\n"
     "  --policy FILE       start from this policy (default: deny everything)\n"
     "  --allow HOST[:PORT] allow HOST (on PORT; default 443 and 80), after the policy's rules\n"
     "  --deny HOST         deny HOST, before the policy's rules\n"
@@ -59,6 +75,8 @@ const char cmd_run_help[] =
     "  --ca DIR            intercept with this CA instead of a per-run one\n"
     "  --upstream-ca FILE  verify intercepted upstreams against FILE, not the system roots\n"
     "  --log FILE          keep the proxy's JSON lines in FILE\n"
+    "  --prompt            ask on the terminal about what the policy does not decide\n"
+    "                      (allow once, for the run, or deny; no terminal: deny)\n"
     "  --quiet             no summary of destinations at exit\n";
 
 struct run_options {
@@ -69,6 +87,9 @@ struct run_options {
     size_t n_deny;
     bool no_intercept;
     bool quiet;
+    bool prompt;
+    bool keep_root;
+    enum jail_mode mode;
     const char *ca_dir;
     const char *upstream_ca;
     const char *log_file;
@@ -93,6 +114,15 @@ struct run_state {
     bool veth;
     int netns_fd;    /* holds the child's namespace, to find what CMD left in it */
     off_t log_start; /* --log may hold earlier runs: the summary starts here */
+    pid_t prompter;  /* --prompt: asks on the terminal (jail/prompt.c) */
+    int approver_fd; /* --prompt: the proxy's end of the approver socket, or -1 */
+    bool rootless;
+    uid_t uid; /* the caller's, mapped to itself in rootless mode */
+    gid_t gid;
+    int loop_fds[JAIL_LOOP_FDS]; /* rootless: the jail's listeners, until the proxy has them */
+    int admin_fd;                /* rootless: the admin listener, in sluice's namespace */
+    int admin_port;
+    struct jail_user user; /* root mode under sudo: whom CMD runs as */
 };
 
 /* ---- options ---------------------------------------------------------- */
@@ -106,6 +136,9 @@ enum {
     OPT_QUIET,
     OPT_CA,
     OPT_UPSTREAM_CA,
+    OPT_PROMPT,
+    OPT_MODE,
+    OPT_KEEP_ROOT,
 };
 
 static const struct option long_options[] = {
@@ -117,6 +150,9 @@ static const struct option long_options[] = {
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"ca", required_argument, NULL, OPT_CA},
     {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+    {"prompt", no_argument, NULL, OPT_PROMPT},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"keep-root", no_argument, NULL, OPT_KEEP_ROOT},
     {NULL, 0, NULL, 0},
 };
 
@@ -156,6 +192,18 @@ static int parse_options(int argc, char **argv, struct run_options *o)
             break;
         case OPT_UPSTREAM_CA:
             o->upstream_ca = optarg;
+            break;
+        case OPT_PROMPT:
+            o->prompt = true;
+            break;
+        case OPT_MODE:
+            if (jail_mode_parse(optarg, &o->mode) < 0) {
+                fprintf(stderr, "sluice run: --mode %s: use root, rootless or auto\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_KEEP_ROOT:
+            o->keep_root = true;
             break;
         default:
             fprintf(stderr, "sluice run: unknown or incomplete option '%s' (see --help)\n",
@@ -223,6 +271,18 @@ static int prepare_files(struct run_state *st, const struct run_options *o, cons
         st->dir[0] = '\0';
         return -1;
     }
+    /* It holds the run's CA key: gone with sluice, even after SIGKILL. */
+    if (jail_janitor_start(st->dir, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        return -1;
+    }
+    /* CMD running as the sudo caller reads the bundle by name where no
+     * system bundle path exists to bind it over; the directory stays
+     * unlistable, and the secrets in it are 0600. */
+    if (st->user.set && chmod(st->dir, 0711) < 0) {
+        fprintf(stderr, "sluice run: %s: %s\n", st->dir, strerror(errno));
+        return -1;
+    }
     path_in(st->policy, st->dir, "policy.json");
     path_in(st->token, st->dir, "admin-token");
     path_in(st->resolv, st->dir, "resolv.conf");
@@ -237,9 +297,11 @@ static int prepare_files(struct run_state *st, const struct run_options *o, cons
         path_in(st->log, st->dir, "log.jsonl");
         st->own_log = true;
     }
+    const char *resolv = st->rootless
+                             ? "nameserver " JAIL_LOOP_ADDR "\noptions timeout:2 attempts:2\n"
+                             : "nameserver " JAIL_HOST_ADDR "\noptions timeout:2 attempts:2\n";
     if (write_file(st->policy, policy, 0600) < 0 || make_token(st->token) < 0 ||
-        write_file(st->resolv, "nameserver " JAIL_HOST_ADDR "\noptions timeout:2 attempts:2\n",
-                   0644) < 0) {
+        write_file(st->resolv, resolv, 0644) < 0) {
         fprintf(stderr, "sluice run: writing %s: %s\n", st->dir, strerror(errno));
         return -1;
     }
@@ -265,26 +327,10 @@ static int prepare_files(struct run_state *st, const struct run_options *o, cons
     return 0;
 }
 
+/* Everything in it is the run's own (--ca and --log name files elsewhere). */
 static void remove_files(struct run_state *st)
 {
-    if (st->dir[0] == '\0')
-        return;
-    char p[PATH_SIZE];
-    if (st->own_ca) {
-        path_in(p, st->ca_dir, TLS_CA_KEY_FILE);
-        unlink(p);
-        path_in(p, st->ca_dir, TLS_CA_CERT_FILE);
-        unlink(p);
-        rmdir(st->ca_dir);
-    }
-    if (st->own_log)
-        unlink(st->log);
-    unlink(st->policy);
-    unlink(st->token);
-    unlink(st->resolv);
-    unlink(st->bundle);
-    unlink(st->proxy_err);
-    rmdir(st->dir);
+    jail_remove_tree(st->dir);
 }
 
 /* ---- processes -------------------------------------------------------- */
@@ -304,17 +350,23 @@ static int start_proxy(struct run_state *st, const struct run_options *o)
     argv[n++] = "proxy";
     argv[n++] = "--policy";
     argv[n++] = st->policy;
+    /* Rootless: the jail's own listeners and the admin one, inherited. */
+    char listen_fd[FD_ARG_SIZE], admin_fd[FD_ARG_SIZE], dns_fds[FD_ARG_SIZE];
+    snprintf(listen_fd, sizeof listen_fd, "fd:%d", st->loop_fds[JAIL_LOOP_PROXY]);
+    snprintf(admin_fd, sizeof admin_fd, "fd:%d", st->admin_fd);
+    snprintf(dns_fds, sizeof dns_fds, "fd:%d,%d", st->loop_fds[JAIL_LOOP_DNS_UDP],
+             st->loop_fds[JAIL_LOOP_DNS_TCP]);
     argv[n++] = "--listen";
-    argv[n++] = JAIL_HOST_ADDR ":8080";
+    argv[n++] = st->rootless ? listen_fd : JAIL_HOST_ADDR ":8080";
     argv[n++] = "--admin";
-    argv[n++] = JAIL_HOST_ADDR ":8081";
+    argv[n++] = st->rootless ? admin_fd : JAIL_HOST_ADDR ":8081";
     argv[n++] = "--admin-token";
     argv[n++] = st->token;
     argv[n++] = "--log";
     argv[n++] = st->log;
     if (st->dns) {
         argv[n++] = "--dns";
-        argv[n++] = JAIL_HOST_ADDR ":53";
+        argv[n++] = st->rootless ? dns_fds : JAIL_HOST_ADDR ":53";
     }
     if (!o->no_intercept) {
         argv[n++] = "--ca";
@@ -323,6 +375,12 @@ static int start_proxy(struct run_state *st, const struct run_options *o)
     if (o->upstream_ca) {
         argv[n++] = "--upstream-ca";
         argv[n++] = (char *)o->upstream_ca;
+    }
+    char approver[16];
+    if (st->approver_fd >= 0) {
+        snprintf(approver, sizeof approver, "%d", st->approver_fd);
+        argv[n++] = "--approver-fd";
+        argv[n++] = approver;
     }
     argv[n] = NULL;
     pid_t pid = fork();
@@ -345,6 +403,12 @@ static int start_proxy(struct run_state *st, const struct run_options *o)
             close(null);
         }
         unblock_all();
+        if (st->approver_fd >= 0)
+            fcntl(st->approver_fd, F_SETFD, 0); /* the one descriptor it inherits */
+        for (int i = 0; st->rootless && i < JAIL_LOOP_FDS; i++)
+            fcntl(st->loop_fds[i], F_SETFD, 0);
+        if (st->rootless)
+            fcntl(st->admin_fd, F_SETFD, 0);
         execv("/proc/self/exe", argv);
         _exit(EXIT_SETUP);
     }
@@ -358,6 +422,17 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits for the next poll and returns how long it slept: 1 ms, doubling up
+ * to 20 ms, so a proxy that starts or stops quickly is seen at once (start-up
+ * overhead of `sluice run` is measured in bench/RESULTS.md). */
+static long poll_pause(long *interval_ms)
+{
+    long ms = *interval_ms;
+    sleep_ms(ms);
+    *interval_ms = ms * 2 > 20 ? 20 : ms * 2;
+    return ms;
+}
+
 static void show_proxy_stderr(const struct run_state *st)
 {
     FILE *f = fopen(st->proxy_err, "re");
@@ -369,12 +444,43 @@ static void show_proxy_stderr(const struct run_state *st)
     fclose(f);
 }
 
-/* The proxy accepts on its port once the DNS filter is up too. */
+/* Root mode: the proxy accepts on its port once the DNS filter is up too.
+ * Rootless: the listeners existed before the proxy (connecting proves
+ * nothing), so ask the admin API's /readyz, which needs no token. */
+static bool proxy_answers(const struct run_state *st)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(st->rootless ? st->admin_port : JAIL_PROXY_PORT)};
+    inet_pton(AF_INET, st->rootless ? JAIL_LOOP_ADDR : JAIL_HOST_ADDR, &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (ok && st->rootless) {
+        static const char req[] = "GET /readyz HTTP/1.0\r\n\r\n";
+        struct timeval tv = {1, 0}; /* a proxy still starting answers later */
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char reply[READY_REPLY_SIZE] = "";
+        ok = send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1) &&
+             recv(fd, reply, sizeof reply - 1, MSG_WAITALL) >= 12 &&
+             strncmp(reply + 8, " 200", 4) == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 static int wait_proxy_ready(struct run_state *st)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(JAIL_PROXY_PORT)};
-    inet_pton(AF_INET, JAIL_HOST_ADDR, &sa.sin_addr);
-    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 20) {
+    /* A clock, not a count: one probe may wait for a reply up to a second. */
+    long interval = 1;
+    for (long deadline = now_ms() + READY_TIMEOUT_MS; now_ms() < deadline;) {
         int status;
         if (waitpid(st->proxy, &status, WNOHANG) == st->proxy) {
             st->proxy = 0;
@@ -382,14 +488,9 @@ static int wait_proxy_ready(struct run_state *st)
             show_proxy_stderr(st);
             return -1;
         }
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0) {
-            int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-            close(fd);
-            if (rc == 0)
-                return 0;
-        }
-        sleep_ms(20);
+        if (proxy_answers(st))
+            return 0;
+        poll_pause(&interval);
     }
     fprintf(stderr, "sluice run: the proxy did not start within %d s\n", READY_TIMEOUT_MS / 1000);
     show_proxy_stderr(st);
@@ -402,7 +503,14 @@ static void stop_proxy(struct run_state *st)
         return;
     kill(st->proxy, SIGTERM);
     int status;
-    for (int waited = 0; waited < STOP_TIMEOUT_MS; waited += 20) {
+    /* SIGCHLD is blocked (cmd_run_main): waiting for it wakes us the moment
+     * the proxy exits; the timeout keeps polling should it be lost. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    const struct timespec tick = {0, 20 * 1000000L};
+    for (long deadline = now_ms() + STOP_TIMEOUT_MS; now_ms() < deadline;
+         sigtimedwait(&chld, NULL, &tick)) {
         if (waitpid(st->proxy, &status, WNOHANG) == st->proxy) {
             st->proxy = 0;
             /* SIGTERM drains and exits 0; anything else is worth showing. */
@@ -412,12 +520,60 @@ static void stop_proxy(struct run_state *st)
             }
             return;
         }
-        sleep_ms(20);
     }
     fprintf(stderr, "sluice run: the proxy did not stop on SIGTERM; killing it\n");
     kill(st->proxy, SIGKILL);
     waitpid(st->proxy, &status, 0);
     st->proxy = 0;
+}
+
+/* --prompt: the prompter gets one end of a socketpair, the proxy the
+ * other (--approver-fd). */
+static int start_prompter(struct run_state *st)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        fprintf(stderr, "sluice run: --prompt: socketpair: %s\n", strerror(errno));
+        return -1;
+    }
+    st->prompter = jail_prompter_start(sv[0], sv[1]);
+    close(sv[0]);
+    if (st->prompter < 0) {
+        fprintf(stderr, "sluice run: --prompt: fork: %s\n", strerror(errno));
+        st->prompter = 0;
+        close(sv[1]);
+        return -1;
+    }
+    st->approver_fd = sv[1];
+    return 0;
+}
+
+static void stop_prompter(struct run_state *st)
+{
+    if (st->approver_fd >= 0) {
+        close(st->approver_fd);
+        st->approver_fd = -1;
+    }
+    if (st->prompter > 0) {
+        /* It ends by itself once the proxy's end is closed; SIGTERM makes
+         * sure, and it restores the terminal either way. A prompter
+         * stopped by job control (SIGTTIN/SIGTTOU in a background run)
+         * needs SIGCONT to see it, and one that still does not end must
+         * never hold up the run's exit: SIGKILL. */
+        kill(st->prompter, SIGTERM);
+        kill(st->prompter, SIGCONT);
+        int waited = 0;
+        while (waitpid(st->prompter, NULL, WNOHANG) == 0) {
+            if (waited >= STOP_TIMEOUT_MS) {
+                kill(st->prompter, SIGKILL);
+                waitpid(st->prompter, NULL, 0);
+                break;
+            }
+            sleep_ms(20);
+            waited += 20;
+        }
+        st->prompter = 0;
+    }
 }
 
 static bool read_byte(int fd)
@@ -430,37 +586,17 @@ static bool read_byte(int fd)
     return n == 1;
 }
 
-/* The child: new namespaces, wait for the link, configure, exec CMD. */
-static void child_main(const struct run_state *st, const struct run_options *o, int ready_w,
-                       int go_r, pid_t parent)
+/* In the process that becomes CMD: the last steps, in this order — the
+ * seccomp filter must be the very last before exec. */
+static void exec_cmd(const struct run_state *st, const struct run_options *o)
 {
     char err[ERR_SIZE];
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(EXIT_SETUP);
-    if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0) {
-        fprintf(stderr, "sluice run: unshare (network, mount): %s\n", strerror(errno));
-        _exit(EXIT_SETUP);
-    }
-    if (write(ready_w, "r", 1) != 1)
-        _exit(EXIT_SETUP);
-    close(ready_w);
-    if (!read_byte(go_r))
-        _exit(EXIT_SETUP); /* sluice gave up; it said why */
-    close(go_r);
-    if (jail_child_net_setup(err, sizeof err) < 0 || jail_child_firewall(err, sizeof err) < 0 ||
-        (st->dns && jail_child_resolv(st->resolv, err, sizeof err) < 0)) {
-        fprintf(stderr, "sluice run: setting up the jail: %s\n", err);
-        _exit(EXIT_SETUP);
-    }
-    if (jail_env_apply(JAIL_PROXY_URL, o->no_intercept ? NULL : st->bundle) < 0) {
-        fprintf(stderr, "sluice run: environment: %s\n", strerror(errno));
-        _exit(EXIT_SETUP);
-    }
-    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE};
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal(sigs[i], SIG_DFL);
-    if (jail_child_drop_privileges(err, sizeof err) < 0) {
+    if (jail_child_drop_privileges(err, sizeof err) < 0 ||
+        jail_user_become(&st->user, err, sizeof err) < 0 ||
+        jail_child_seccomp(err, sizeof err) < 0) {
         fprintf(stderr, "sluice run: %s\n", err);
         _exit(EXIT_SETUP);
     }
@@ -469,6 +605,80 @@ static void child_main(const struct run_state *st, const struct run_options *o, 
     int e = errno;
     fprintf(stderr, "sluice run: %s: %s\n", o->cmd[0], strerror(e));
     _exit(e == ENOENT || e == ENOTDIR ? EXIT_NOTFOUND : EXIT_NOEXEC);
+}
+
+/* Rootless: map the caller's IDs, then make the listeners on the jail's
+ * loopback and pass them to sluice. 0, or -1 after saying why. */
+static int child_rootless_setup(const struct run_state *st)
+{
+    char err[ERR_SIZE], why[2 * ERR_SIZE];
+    if (jail_userns_map(st->uid, st->gid, err, sizeof err) < 0) {
+        jail_userns_diagnose(errno, why, sizeof why);
+        fprintf(stderr, "sluice run: rootless mode: %s (%s)\n", why, err);
+        return -1;
+    }
+    return 0;
+}
+
+static int child_send_listeners(int sock)
+{
+    char err[ERR_SIZE];
+    int fds[JAIL_LOOP_FDS];
+    if (jail_loop_listeners(fds, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice run: rootless mode: %s\n", err);
+        return -1;
+    }
+    int rc = jail_fds_send(sock, fds, JAIL_LOOP_FDS);
+    for (int i = 0; i < JAIL_LOOP_FDS; i++)
+        close(fds[i]);
+    return rc;
+}
+
+/* The child, PID 1 of the jail's new namespaces (see start_jail): set up
+ * what is inside, tell sluice, wait for its go, then start CMD and stay
+ * its init. Never returns. */
+static void child_main(const struct run_state *st, const struct run_options *o, int sock)
+{
+    char err[ERR_SIZE];
+    const char *bundle;
+    /* The socket to sluice is also the life line until now: if sluice died
+     * before this, reading it below gives EOF. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (st->rootless && child_rootless_setup(st) < 0)
+        _exit(EXIT_SETUP);
+    if (jail_child_mounts(st->dns ? st->resolv : NULL, o->no_intercept ? NULL : st->bundle,
+                          &bundle, err, sizeof err) < 0) {
+        fprintf(stderr, "sluice run: setting up the jail: %s\n", err);
+        _exit(EXIT_SETUP);
+    }
+    /* Some containers hide parts of /proc, and then a user namespace may
+     * not mount another: CMD sees sluice's processes, nothing more. */
+    if (jail_child_proc(err, sizeof err) < 0)
+        fprintf(stderr, "sluice run: warning: %s; the command sees the processes outside\n", err);
+    if (st->rootless ? child_send_listeners(sock) < 0 : write(sock, "r", 1) != 1)
+        _exit(EXIT_SETUP);
+    if (!read_byte(sock))
+        _exit(EXIT_SETUP); /* sluice gave up; it said why */
+    close(sock);
+    if (!st->rootless &&
+        (jail_child_net_setup(err, sizeof err) < 0 || jail_child_firewall(err, sizeof err) < 0)) {
+        fprintf(stderr, "sluice run: setting up the jail: %s\n", err);
+        _exit(EXIT_SETUP);
+    }
+    if (jail_env_apply(st->rootless ? JAIL_LOOP_PROXY_URL : JAIL_PROXY_URL, bundle) < 0 ||
+        jail_user_env(&st->user) < 0) {
+        fprintf(stderr, "sluice run: environment: %s\n", strerror(errno));
+        _exit(EXIT_SETUP);
+    }
+    fflush(NULL);
+    pid_t cmd = fork();
+    if (cmd < 0) {
+        fprintf(stderr, "sluice run: fork: %s\n", strerror(errno));
+        _exit(EXIT_SETUP);
+    }
+    if (cmd == 0)
+        exec_cmd(st, o);
+    jail_init_run(cmd);
 }
 
 /* ---- summary ---------------------------------------------------------- */
@@ -596,67 +806,117 @@ static int supervise(struct run_state *st, const sigset_t *set)
     }
 }
 
-/* Fork the child into its namespaces, link it to sluice, start the proxy,
- * then let the child exec CMD. 0, or -1 after saying why. */
-static int start_jail(struct run_state *st, const struct run_options *o)
+/* Root mode: the veth link from sluice's namespace into the jail's. */
+static int make_link(struct run_state *st)
 {
     char err[ERR_SIZE];
-    int ready[2] = {-1, -1}, go[2] = {-1, -1};
-    int rc = -1;
-    if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
-        fprintf(stderr, "sluice run: pipe: %s\n", strerror(errno));
-        goto out;
-    }
-    fflush(NULL);
-    pid_t parent = getpid();
-    st->child = fork();
-    if (st->child < 0) {
-        fprintf(stderr, "sluice run: fork: %s\n", strerror(errno));
-        st->child = 0;
-        goto out;
-    }
-    if (st->child == 0) {
-        close(ready[0]);
-        close(go[1]);
-        child_main(st, o, ready[1], go[0], parent);
-    }
-    close(ready[1]);
-    close(go[0]);
-    ready[1] = go[0] = -1;
-    if (!read_byte(ready[0]))
-        goto out; /* the child said why */
-    st->netns_fd = jail_netns_open(st->child);
     if (jail_link_in_use()) {
         fprintf(stderr,
                 "sluice run: %s is already in use in this network namespace (another sluice run "
-                "here?); one run at a time per namespace for now\n",
+                "here?); one run at a time per namespace in root mode (--mode rootless has no "
+                "such limit)\n",
                 JAIL_HOST_ADDR);
-        goto out;
+        return -1;
     }
     if (jail_veth_create(st->ifname, st->child, err, sizeof err) < 0) {
         fprintf(stderr,
                 "sluice run: creating the veth link: %s (is another sluice run using %s in this "
                 "network namespace?)\n",
                 err, JAIL_HOST_ADDR);
-        goto out;
+        return -1;
     }
     st->veth = true;
+    return 0;
+}
+
+/* Rootless: the admin listener, in sluice's namespace where the jail
+ * cannot reach it, on a port the kernel picks. */
+static int make_admin_listener(struct run_state *st)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    inet_pton(AF_INET, JAIL_LOOP_ADDR, &sa.sin_addr);
+    st->admin_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (st->admin_fd < 0 || bind(st->admin_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        listen(st->admin_fd, 16) < 0 || getsockname(st->admin_fd, (struct sockaddr *)&sa, &len) < 0) {
+        fprintf(stderr, "sluice run: the admin listener on %s: %s\n", JAIL_LOOP_ADDR,
+                strerror(errno));
+        return -1;
+    }
+    st->admin_port = ntohs(sa.sin_port);
+    return 0;
+}
+
+/* The proxy has them now; the jail's copies went with its setup. */
+static void close_passed_fds(struct run_state *st)
+{
+    for (int i = 0; i < JAIL_LOOP_FDS; i++) {
+        if (st->loop_fds[i] >= 0)
+            close(st->loop_fds[i]);
+        st->loop_fds[i] = -1;
+    }
+    if (st->admin_fd >= 0)
+        close(st->admin_fd);
+    st->admin_fd = -1;
+}
+
+/* Clone the child into its namespaces (PID 1 of a new PID namespace; in
+ * rootless mode in a new user namespace too), link it to sluice or take its
+ * listeners, start the proxy, then let the child start CMD. 0, or -1 after
+ * saying why. */
+static int start_jail(struct run_state *st, const struct run_options *o)
+{
+    int sp[2] = {-1, -1};
+    int rc = -1;
+    /* Both directions on one socket: "ready" (or the listeners) up, "go"
+     * down; EOF either way means the other side is gone. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        fprintf(stderr, "sluice run: socketpair: %s\n", strerror(errno));
+        goto out;
+    }
+    fflush(NULL);
+    unsigned long flags =
+        CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | (st->rootless ? CLONE_NEWUSER : 0);
+    st->child = jail_clone(flags);
+    if (st->child < 0) {
+        int e = errno;
+        char why[2 * ERR_SIZE];
+        st->child = 0;
+        if (st->rootless) {
+            jail_userns_diagnose(e, why, sizeof why);
+            fprintf(stderr, "sluice run: rootless mode: %s\n", why);
+        } else {
+            fprintf(stderr, "sluice run: making the jail's namespaces: %s\n", strerror(e));
+        }
+        goto out;
+    }
+    if (st->child == 0) {
+        close(sp[0]);
+        child_main(st, o, sp[1]);
+    }
+    close(sp[1]);
+    sp[1] = -1;
+    if (st->rootless ? jail_fds_recv(sp[0], st->loop_fds, JAIL_LOOP_FDS) < 0 : !read_byte(sp[0]))
+        goto out; /* the child said why */
+    st->netns_fd = jail_netns_open(st->child);
+    if (st->rootless ? make_admin_listener(st) < 0 : make_link(st) < 0)
+        goto out;
+    if (o->prompt && start_prompter(st) < 0)
+        goto out;
     if (start_proxy(st, o) < 0) {
         fprintf(stderr, "sluice run: starting the proxy: %s\n", strerror(errno));
         goto out;
     }
+    close_passed_fds(st);
     if (wait_proxy_ready(st) < 0)
         goto out;
-    if (write(go[1], "g", 1) != 1)
+    if (write(sp[0], "g", 1) != 1)
         goto out;
     rc = 0;
 out:
-    for (int i = 0; i < 2; i++) {
-        if (ready[i] >= 0)
-            close(ready[i]);
-        if (go[i] >= 0)
-            close(go[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        if (sp[i] >= 0)
+            close(sp[i]);
     return rc;
 }
 
@@ -675,8 +935,44 @@ static void stop_jail(struct run_state *st)
         st->netns_fd = -1;
     }
     stop_proxy(st);
+    stop_prompter(st);
+    close_passed_fds(st);
     if (st->veth)
         jail_veth_delete(st->ifname);
+}
+
+/* Root mode where it can work, else rootless; says which and why. */
+static int choose_mode(struct run_state *st, const struct run_options *o)
+{
+    const char *why;
+    bool root_ok = jail_root_possible(&why);
+    enum jail_mode mode = o->mode;
+    if (mode == JAIL_MODE_ROOT && !root_ok) {
+        fprintf(stderr,
+                "sluice run: root mode is not possible here (%s): run it with sudo, or use "
+                "--mode rootless\n",
+                why);
+        return -1;
+    }
+    if (mode == JAIL_MODE_AUTO)
+        mode = root_ok ? JAIL_MODE_ROOT : JAIL_MODE_ROOTLESS;
+    else
+        why = "--mode";
+    st->rootless = mode == JAIL_MODE_ROOTLESS;
+    if (!o->quiet)
+        fprintf(stderr, "sluice run: %s mode (%s)\n", jail_mode_name(mode), why);
+    return 0;
+}
+
+/* Descriptors 0-2 open, so none the run makes or receives can be taken
+ * for stdin/stdout/stderr by a later dup2 in a child. */
+static void keep_std_fds(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO)
+        ;
+    if (fd > STDERR_FILENO)
+        close(fd);
 }
 
 int cmd_run_main(int argc, char **argv)
@@ -685,14 +981,23 @@ int cmd_run_main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     if (parse_options(argc, argv, &o) < 0)
         return EXIT_SETUP;
-    if (geteuid() != 0) {
-        fprintf(stderr, "sluice run: root mode needs root; rootless mode is not built yet "
-                        "(run it with sudo)\n");
-        return EXIT_SETUP;
-    }
+    keep_std_fds();
     static struct run_state st;
     memset(&st, 0, sizeof st);
     st.netns_fd = -1;
+    st.approver_fd = -1;
+    st.admin_fd = -1;
+    for (int i = 0; i < JAIL_LOOP_FDS; i++)
+        st.loop_fds[i] = -1;
+    st.uid = geteuid();
+    st.gid = getegid();
+    if (choose_mode(&st, &o) < 0)
+        return EXIT_SETUP;
+    char uerr[ERR_SIZE];
+    if (!st.rootless && !o.keep_root && jail_user_from_sudo(&st.user, uerr, sizeof uerr) < 0) {
+        fprintf(stderr, "sluice run: %s\n", uerr);
+        return EXIT_SETUP;
+    }
     snprintf(st.ifname, sizeof st.ifname, "slr%ld", (long)getpid() % 100000000L);
     char perr[ERR_SIZE];
     struct jail_policy_args pa = {
@@ -703,6 +1008,7 @@ int cmd_run_main(int argc, char **argv)
         .n_deny = o.n_deny,
         .no_intercept = o.no_intercept,
         .resolv_conf = "/etc/resolv.conf",
+        .prompt = o.prompt,
     };
     char *policy = jail_policy_build(&pa, &st.dns, perr, sizeof perr);
     if (policy == NULL) {
@@ -711,10 +1017,7 @@ int cmd_run_main(int argc, char **argv)
     }
     /* Every signal we care about is taken by sigwaitinfo, never a handler. */
     sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
+    jail_forwarded_signals(&set);
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &old);
     signal(SIGPIPE, SIG_IGN);

@@ -22,6 +22,12 @@ static const struct subcommand subcommands[] = {
     {"enforce", cmd_enforce_main, "apply, remove or show the kernel rules (nftables)",
      cmd_enforce_help},
     {"run", cmd_run_main, "run one command jailed behind the policy", cmd_run_help},
+    {"manifest", cmd_manifest_main, "print Kubernetes or Podman YAML that deploys sluice",
+     cmd_manifest_help},
+    {"approvals", cmd_approvals_main, "list requests waiting for an operator (prompt rules)",
+     cmd_approvals_help},
+    {"approve", cmd_approve_main, "let a waiting request through", cmd_approve_help},
+    {"deny", cmd_deny_main, "refuse a waiting request", cmd_deny_help},
 };
 
 static void print_usage(FILE *out)

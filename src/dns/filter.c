@@ -959,10 +959,15 @@ static void refuse_query(struct filter *f, const struct client *c, struct dns_qu
 static void decide_query(struct filter *f, const struct client *c, struct dns_query *q,
                          const uint8_t *msg, size_t len, uint64_t start_us)
 {
-    struct policy *p = f->cfg.policy_get ? f->cfg.policy_get() : NULL;
+    struct policy *live = f->cfg.policy_get ? f->cfg.policy_get() : NULL;
+    /* A per-client policy ("clients") answers for its source address; the
+     * query keeps it until its answer has been checked. */
+    struct policy *p =
+        live ? policy_ref(policy_select(live, (const struct sockaddr *)&c->addr)) : NULL;
     struct outcome o = {.decision = "deny", .rule = LOG_RULE_NONE};
     struct decision dec;
     struct dest d;
+    policy_unref(live);
     if (p == NULL) {
         o.decision = "error";
         o.reason = "no policy loaded";
@@ -1266,6 +1271,12 @@ static void filter_free(struct filter *f)
 static int bind_udp(struct filter *f, char *err, size_t err_size)
 {
     int one = 1, rcvbuf = DNS_UDP_RCVBUF;
+    if (f->cfg.inherited) {
+        f->udp_fd = f->cfg.udp_fd;
+        setsockopt(f->udp_fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        netaddr_format(&f->cfg.listen, f->listen_text, sizeof f->listen_text);
+        return 0;
+    }
     f->udp_fd = socket(f->cfg.listen.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (f->udp_fd < 0)
         goto fail;
@@ -1289,14 +1300,17 @@ fail:
 static int bind_tcp(struct filter *f, char *err, size_t err_size)
 {
     int one = 1;
-    int fd = socket(f->cfg.listen.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = f->cfg.inherited
+                 ? f->cfg.tcp_fd
+                 : socket(f->cfg.listen.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (f->cfg.listen.ss_family == AF_INET6)
+    if (!f->cfg.inherited && f->cfg.listen.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&f->cfg.listen, f->cfg.listen_len) < 0 ||
-        listen(fd, 128) < 0)
+    if (!f->cfg.inherited &&
+        (bind(fd, (const struct sockaddr *)&f->cfg.listen, f->cfg.listen_len) < 0 ||
+         listen(fd, 128) < 0))
         goto fail;
     f->tcp = evconnlistener_new(f->base, on_tcp_accept, f, LEV_OPT_CLOSE_ON_FREE, -1, fd);
     if (f->tcp == NULL)

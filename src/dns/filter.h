@@ -34,6 +34,11 @@ struct policy;
 struct dns_filter_config {
     struct sockaddr_storage listen; /* UDP and TCP */
     socklen_t listen_len;
+    /* Inherited sockets (--dns fd:U,T), served as they are instead of
+     * binding listen: a bound UDP one and a listening TCP one. */
+    bool inherited;
+    int udp_fd;
+    int tcp_fd;
     uint32_t mark;  /* SO_MARK on upstream sockets; 0: none */
     int timeout_ms; /* per upstream try */
     uint32_t rate;  /* per client, queries/s; 0: unlimited */

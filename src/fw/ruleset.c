@@ -106,8 +106,19 @@ int fw_options_check(const struct fw_options *o, char *err, size_t err_size)
         }
         return 0;
     }
-    if (o->has_container || o->has_proxy_addr) {
-        snprintf(err, err_size, "--container-ip and --proxy-addr are for --mode host");
+    if (o->has_container) {
+        snprintf(err, err_size, "--container-ip is for --mode host");
+        return -1;
+    }
+    if (o->has_proxy_addr && o->transparent) {
+        /* The redirect would be a DNAT in this namespace; a proxy in another
+         * one reads SO_ORIGINAL_DST from its own conntrack, sees its own
+         * address and takes the flow for explicit use: plain HTTP gets 400,
+         * TLS fails. Refuse rather than install rules that only break. */
+        snprintf(err, err_size,
+                 "--transparent cannot be used with --proxy-addr: a proxy in another "
+                 "network namespace cannot recover a redirected connection's original "
+                 "destination; point the workload at the proxy (HTTP_PROXY/HTTPS_PROXY)");
         return -1;
     }
     if (o->n_cidr_rules && o->mode != FW_MODE_ISOLATE) {
@@ -163,6 +174,16 @@ static size_t local_ports(const struct fw_options *o, uint16_t *out)
     return n;
 }
 
+/* The DNS filter on loopback needs no mark: its packets never reach an
+ * interface's egress hook. */
+static bool is_loopback(const struct cidr *c)
+{
+    static const uint8_t v6_lo[16] = {[15] = 1};
+    if (c->family == AF_INET)
+        return c->bytes[0] == 127;
+    return memcmp(c->bytes, v6_lo, 16) == 0;
+}
+
 static const char *l3(int family)
 {
     return family == AF_INET6 ? "ip6" : "ip";
@@ -204,7 +225,7 @@ static void emit_nat_chain(const struct fw_options *o, struct fw_text *t)
                         "dnat ip6 to [%s]:%u\n",
                         a, (unsigned)o->dns_port);
     }
-    if (o->transparent)
+    if (o->transparent) /* never with --proxy-addr: fw_options_check */
         fw_text_add(t,
                     "\t\tip daddr != 127.0.0.0/8 tcp dport { 80, 443 } redirect to :%u\n"
                     "\t\tip6 daddr != ::1 tcp dport { 80, 443 } redirect to :%u\n",
@@ -234,10 +255,23 @@ static void emit_output_accepts(const struct fw_options *o, struct fw_text *t)
                 "\t\tip daddr 127.0.0.0/8 tcp dport %s accept\n"
                 "\t\tip6 daddr ::1 tcp dport %s accept\n",
                 ports, ports);
+    if (o->has_proxy_addr) {
+        /* A proxy outside the pod (a central gateway): its packets leave
+         * through an interface, so they carry the mark the egress hook wants. */
+        addr_text(o->proxy_addr.family, o->proxy_addr.bytes, a, sizeof a);
+        fw_text_add(t, "\t\t%s daddr %s tcp dport %u meta mark set 0x%x accept\n",
+                    l3(o->proxy_addr.family), a, (unsigned)o->proxy_port, m);
+    }
     if (o->has_dns) {
         addr_text(o->dns_addr.family, o->dns_addr.bytes, a, sizeof a);
-        fw_text_add(t, "\t\t%s daddr %s meta l4proto { tcp, udp } th dport %u accept\n",
-                    l3(o->dns_addr.family), a, (unsigned)o->dns_port);
+        if (is_loopback(&o->dns_addr))
+            fw_text_add(t, "\t\t%s daddr %s meta l4proto { tcp, udp } th dport %u accept\n",
+                        l3(o->dns_addr.family), a, (unsigned)o->dns_port);
+        else
+            fw_text_add(t,
+                        "\t\t%s daddr %s meta l4proto { tcp, udp } th dport %u "
+                        "meta mark set 0x%x accept\n",
+                        l3(o->dns_addr.family), a, (unsigned)o->dns_port, m);
     }
     fw_text_add(t,
                 "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, "
@@ -686,6 +720,12 @@ int fw_ruleset_iptables(const struct fw_options *o, int family, bool jump_filter
     if (o->mode != FW_MODE_UID) {
         snprintf(err, err_size, "the iptables fallback does --mode uid only; %s needs nftables",
                  fw_mode_name(o->mode));
+        return -1;
+    }
+    if (o->has_proxy_addr) {
+        /* iptables has no egress hook to mark for; keep the gateway layout
+         * on nftables rather than half of it. */
+        snprintf(err, err_size, "--proxy-addr (a proxy outside the pod) needs nftables");
         return -1;
     }
     nlp = local_ports(o, lp);

@@ -52,9 +52,13 @@ int jail_child_firewall(char *err, size_t err_size);
  * ptrace of sluice, modules) dropped from the bounding set, so even a root
  * CMD never has them. */
 int jail_child_drop_privileges(char *err, size_t err_size);
-/* In the child, after unshare(CLONE_NEWNS): makes every mount private and
- * binds resolv_path over /etc/resolv.conf. */
-int jail_child_resolv(const char *resolv_path, char *err, size_t err_size);
+/* The very last step before exec (after the privileges are dropped): a
+ * seccomp filter refusing what reaches around a network namespace — socket
+ * families but unix/inet/inet6/netlink, raw sockets, io_uring, new user
+ * namespaces, setns, bpf, perf_event_open, userfaultfd, keyrings — and
+ * killing calls through a foreign ABI. Inherited by everything CMD starts.
+ * 0, or -1 with err. See docs/SECURITY.md. */
+int jail_child_seccomp(char *err, size_t err_size);
 
 /* SPEC §3's variables: the proxy variables (both cases), NO_PROXY, and the
  * CA bundle variables naming bundle. 0, or -1 when setenv fails. */
@@ -72,12 +76,20 @@ struct jail_policy_args {
     size_t n_deny;
     bool no_intercept;       /* intercept.enabled false (else true unless set) */
     const char *resolv_conf; /* dns.upstream from here when the policy has none */
+    bool prompt;             /* --prompt: "default" becomes "prompt" unless the file sets it */
 };
 
 /* The effective policy as JSON text (free() it), validated by the policy
  * module's loader; *dns tells whether it names DNS upstreams (the filter
  * can run). NULL with err (naming the file or option) when invalid. */
 char *jail_policy_build(const struct jail_policy_args *a, bool *dns, char *err, size_t err_size);
+
+/* sluice run --prompt: forks the prompter, which reads the proxy's
+ * questions from sock (one end of the approver socketpair; proxy_end is the
+ * other, closed in the prompter), asks on /dev/tty and writes the answers
+ * back; without a terminal it says so once and answers deny. Returns its
+ * pid, or -1. */
+pid_t jail_prompter_start(int sock, int proxy_end);
 
 /* A descriptor holding pid's network namespace: while it is open the
  * namespace (and its inode number) cannot be reused by another. -1 on error. */

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -166,21 +165,6 @@ int jail_child_drop_privileges(char *err, size_t err_size)
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         snprintf(err, err_size, "no_new_privs: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-int jail_child_resolv(const char *resolv_path, char *err, size_t err_size)
-{
-    /* Private first, so the bind below never propagates to the caller. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-        snprintf(err, err_size, "making mounts private: %s", strerror(errno));
-        return -1;
-    }
-    if (mount(resolv_path, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0) {
-        snprintf(err, err_size, "bind-mounting %s on /etc/resolv.conf: %s", resolv_path,
-                 strerror(errno));
         return -1;
     }
     return 0;

@@ -137,6 +137,11 @@ char *jail_policy_build(const struct jail_policy_args *a, bool *dns, char *err, 
         json_decref(root);
         return NULL;
     }
+    /* --prompt asks about what the policy does not decide, unless the
+     * policy chose its own default. */
+    if (a->prompt && !json_object_get(root, "egress") &&
+        (a->policy_file == NULL || !json_object_get(root, "default")))
+        json_object_set_new(root, "default", json_string("prompt"));
     if (!json_object_get(root, "intercept") || a->no_intercept)
         json_object_set_new(root, "intercept",
                             json_pack("{sb}", "enabled", a->no_intercept ? 0 : 1));

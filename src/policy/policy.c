@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -79,11 +81,19 @@ struct rule {
     bool needs_intercept;
 };
 
+/* One entry of "clients". Sources are the CIDRs as written plus the
+ * addresses host-name sources resolved to when the policy was loaded. */
 struct policy_client {
     char *name;
     struct cidr *sources;
-    size_t n_sources;
-    char *policy;
+    size_t n_sources, cap_sources;
+    char **names; /* host-name sources as written (canonical) */
+    size_t n_names;
+    char **unresolved; /* the names that resolved to nothing */
+    size_t n_unresolved;
+    char *policy; /* the file as written */
+    char *file;   /* the file as opened (relative to the main policy's dir) */
+    struct policy *compiled;
 };
 
 struct policy {
@@ -106,6 +116,8 @@ struct policy {
     struct match_addrs pt_addrs;
     struct policy_client *clients;
     size_t n_clients;
+    struct match_addrs client_ix; /* source address -> client index */
+    bool is_client;               /* a client's policy: no clients of its own */
     struct policy_dns dns;
     char **doh;
     size_t n_doh;
@@ -694,8 +706,18 @@ static int parse_sandbox_rule(struct policy_error *err, json_t *obj, const char 
 static int parse_default(struct policy_error *err, json_t *v, const char *path, struct policy *p)
 {
     bool deny;
+    /* "prompt": what no rule decides waits for an operator (sluice run
+     * --prompt writes this). */
+    if (json_is_string(v) && strcmp(json_string_value(v), "prompt") == 0) {
+        p->def = VERDICT_PROMPT;
+        return 0;
+    }
+    char k[SHOWN_SIZE];
     if (parse_choice(err, v, path, "allow", "deny", &deny) < 0)
-        return -1;
+        return json_is_string(v)
+                   ? fail(err, path, "must be \"allow\", \"deny\" or \"prompt\", not \"%s\"",
+                          shown(json_string_value(v), k, sizeof k))
+                   : fail(err, path, "must be \"allow\", \"deny\" or \"prompt\"");
     p->def = deny ? VERDICT_DENY : VERDICT_ALLOW;
     return 0;
 }
@@ -809,6 +831,82 @@ static int parse_intercept(struct policy_error *err, json_t *v, const char *path
     return pass ? parse_passthrough(err, pass, ep, p) : 0;
 }
 
+/* An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/96+) is the IPv4 prefix it
+ * maps: a dual-stack listener sees IPv4 clients in that form, and a client
+ * must match however the listener was bound. */
+static void cidr_unmap(struct cidr *c)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (c->family != AF_INET6 || c->prefix < 96 || memcmp(c->bytes, mapped, 12) != 0)
+        return;
+    c->family = AF_INET;
+    memmove(c->bytes, c->bytes + 12, 4);
+    memset(c->bytes + 4, 0, 12);
+    c->prefix = (uint8_t)(c->prefix - 96);
+}
+
+static int client_add_source(struct policy_client *c, const struct cidr *src)
+{
+    if (c->n_sources == c->cap_sources) {
+        size_t cap = c->cap_sources ? 2 * c->cap_sources : 4;
+        struct cidr *n = realloc(c->sources, cap * sizeof *n);
+        if (!n)
+            return -1;
+        c->sources = n;
+        c->cap_sources = cap;
+    }
+    c->sources[c->n_sources] = *src;
+    cidr_unmap(&c->sources[c->n_sources]);
+    c->n_sources++;
+    return 0;
+}
+
+/* "source": CIDRs or addresses, and host names resolved at load (never
+ * guessed: a name is matched by the addresses the resolver gives). */
+static int parse_client_sources(struct policy_error *err, json_t *v, const char *path,
+                                struct policy_client *c)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v))
+        return fail(err, path, "must be an array of CIDRs or host names");
+    if (json_array_size(v) == 0)
+        return fail(err, path, "must list at least one CIDR or host name");
+    if (json_array_size(v) > POLICY_MAX_LIST)
+        return fail(err, path, "more than %d entries", POLICY_MAX_LIST);
+    c->names = calloc(json_array_size(v), sizeof *c->names);
+    if (!c->names)
+        return oom(err, path);
+    json_array_foreach(v, i, e)
+    {
+        char p[PATH_SIZE], k[SHOWN_SIZE];
+        const char *why = "invalid", *name_why = NULL;
+        struct cidr cidr;
+        struct host h;
+        sub_index(p, path, i);
+        if (!json_is_string(e))
+            return fail(err, p, "must be a CIDR like \"10.89.0.10/32\" or a host name");
+        const char *s = json_string_value(e);
+        if (cidr_parse(s, &cidr, &why) == 0) {
+            if (client_add_source(c, &cidr) < 0)
+                return oom(err, p);
+            continue;
+        }
+        /* Not an address: a host name, or a broken CIDR (say why). */
+        if (!strchr(s, '/') && host_canonicalise(s, json_string_length(e), &h, &name_why) == 0 &&
+            h.kind == HOST_KIND_NAME) {
+            if (!(c->names[c->n_names++] = dup_str(h.text)))
+                return oom(err, p);
+            continue;
+        }
+        if (strchr(s, '/'))
+            return fail(err, p, "invalid CIDR \"%s\": %s", shown(s, k, sizeof k), why);
+        return fail(err, p, "\"%s\" is neither an address nor a host name: %s",
+                    shown(s, k, sizeof k), name_why ? name_why : why);
+    }
+    return 0;
+}
+
 static int parse_client(struct policy_error *err, json_t *v, const char *path, struct policy *p)
 {
     static const char *const keys[] = {"name", "source", "policy", NULL};
@@ -839,10 +937,7 @@ static int parse_client(struct policy_error *err, json_t *v, const char *path, s
     if (!(c->policy = dup_str(json_string_value(pol))))
         return oom(err, ep);
     sub_key(ep, path, "source");
-    json_t *src = json_object_get(v, "source");
-    if (json_is_array(src) && json_array_size(src) == 0)
-        return fail(err, ep, "must list at least one CIDR");
-    return parse_cidr_list(err, src, ep, &c->sources, &c->n_sources);
+    return parse_client_sources(err, json_object_get(v, "source"), ep, c);
 }
 
 static int parse_clients(struct policy_error *err, json_t *v, const char *path, struct policy *p)
@@ -911,6 +1006,9 @@ static int parse_dns(struct policy_error *err, json_t *v, const char *path, stru
     if (!up)
         return 0;
     sub_key(ep, path, "upstream");
+    /* One resolver serves the whole gateway; clients share the main one's. */
+    if (p->is_client)
+        return fail(err, ep, "belongs to the main policy (a client's policy uses its upstreams)");
     if (!json_is_array(up))
         return fail(err, ep, "must be an array of \"IP\" or \"IP:port\" strings");
     if (json_array_size(up) > POLICY_MAX_DNS_UPSTREAMS)
@@ -977,6 +1075,8 @@ static int parse_native(struct policy_error *err, json_t *root, struct policy *p
         return -1;
     if ((v = json_object_get(root, "reach_ranges")) && parse_reach(err, v, "reach_ranges", p) < 0)
         return -1;
+    if ((v = json_object_get(root, "clients")) && p->is_client)
+        return fail(err, "clients", "a client's policy cannot have clients of its own");
     if ((v = json_object_get(root, "clients")) && parse_clients(err, v, "clients", p) < 0)
         return -1;
     if ((v = json_object_get(root, "dns")) && parse_dns(err, v, "dns", p) < 0)
@@ -1017,7 +1117,8 @@ static int parse_sandbox(struct policy_error *err, json_t *root, struct policy *
 static int compile(struct policy_error *err, struct policy *p)
 {
     if (match_names_init(&p->names) < 0 || match_addrs_init(&p->addrs) < 0 ||
-        match_names_init(&p->pt_names) < 0 || match_addrs_init(&p->pt_addrs) < 0)
+        match_names_init(&p->pt_names) < 0 || match_addrs_init(&p->pt_addrs) < 0 ||
+        match_addrs_init(&p->client_ix) < 0)
         return oom(err, "");
     for (size_t i = 0; i < p->n_rules; i++) {
         struct rule *r = &p->rules[i];
@@ -1087,15 +1188,116 @@ static void policy_free(struct policy *p)
     free(p->reach);
     free(p->passthrough);
     for (size_t i = 0; i < p->n_clients; i++) {
-        free(p->clients[i].name);
-        free(p->clients[i].sources);
-        free(p->clients[i].policy);
+        struct policy_client *c = &p->clients[i];
+        free(c->name);
+        free(c->sources);
+        for (size_t k = 0; k < c->n_names; k++)
+            free(c->names[k]);
+        free(c->names);
+        free(c->unresolved); /* points into names */
+        free(c->policy);
+        free(c->file);
+        policy_unref(c->compiled);
     }
     free(p->clients);
+    match_addrs_free(&p->client_ix);
     for (size_t i = 0; i < p->n_doh; i++)
         free(p->doh[i]);
     free(p->doh);
     free(p);
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static struct policy *load_file(const char *file, bool is_client, struct policy_error *err);
+
+/* A host-name source: every address the system resolver gives now (A and
+ * AAAA; podman's aardvark-dns knows the containers of its network). None is
+ * not an error: the client then matches nothing until a reload resolves it,
+ * and the main policy decides for whoever has that address. */
+static int resolve_source(struct policy_client *c, const char *name)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    size_t before = c->n_sources;
+    if (getaddrinfo(name, NULL, &hints, &res) == 0) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+            struct cidr one = {0};
+            if (ai->ai_family == AF_INET) {
+                one.family = AF_INET;
+                one.prefix = 32;
+                memcpy(one.bytes, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, 4);
+            } else if (ai->ai_family == AF_INET6) {
+                one.family = AF_INET6;
+                one.prefix = 128;
+                memcpy(one.bytes, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, 16);
+            } else {
+                continue;
+            }
+            if (client_add_source(c, &one) < 0) {
+                freeaddrinfo(res);
+                return -1;
+            }
+        }
+        freeaddrinfo(res);
+    }
+    if (c->n_sources == before)
+        c->unresolved[c->n_unresolved++] = (char *)name;
+    return 0;
+}
+
+static char *client_file(const char *dir, const char *file)
+{
+    if (file[0] == '/' || !dir)
+        return dup_str(file);
+    size_t n = strlen(dir) + 1 + strlen(file) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%s", dir, file);
+    return out;
+}
+
+/* Each client's policy file, loaded and checked with the main one, so a
+ * reload swaps all of them or none. dir is the main policy's directory;
+ * NULL (a policy given as text) allows absolute file names only. */
+static int load_clients(struct policy_error *err, struct policy *p, const char *dir)
+{
+    for (size_t i = 0; i < p->n_clients; i++) {
+        struct policy_client *c = &p->clients[i];
+        char cp[PATH_SIZE], ep[PATH_SIZE], k[SHOWN_SIZE];
+        sub_index(cp, "clients", i);
+        sub_key(ep, cp, "policy");
+        shown(c->name, k, sizeof k);
+        if (c->policy[0] != '/' && !dir)
+            return fail(err, ep,
+                        "client \"%s\": a relative file name needs the main policy's "
+                        "directory, which a policy sent as text has not; give an absolute path",
+                        k);
+        if (!(c->file = client_file(dir, c->policy)))
+            return oom(err, ep);
+        struct policy_error cerr;
+        c->compiled = load_file(c->file, true, &cerr);
+        if (!c->compiled) {
+            char text[sizeof err->message];
+            policy_format_error(&cerr, text, sizeof text);
+            return fail(err, ep, "client \"%s\": %s", k, text);
+        }
+        memcpy(c->compiled->dns.upstream, p->dns.upstream, sizeof p->dns.upstream);
+        c->compiled->dns.n_upstream = p->dns.n_upstream;
+        p->needs_ca |= c->compiled->needs_ca;
+        if (c->n_names && !(c->unresolved = calloc(c->n_names, sizeof *c->unresolved)))
+            return oom(err, cp);
+        for (size_t n = 0; n < c->n_names; n++)
+            if (resolve_source(c, c->names[n]) < 0)
+                return oom(err, cp);
+        /* Ascending ids: the first client listed wins an address. */
+        for (size_t s = 0; s < c->n_sources; s++)
+            if (match_addrs_add(&p->client_ix, &c->sources[s], (uint32_t)i) < 0)
+                return oom(err, cp);
+    }
+    if (match_addrs_finish(&p->client_ix) < 0)
+        return oom(err, "clients");
+    return 0;
 }
 
 static void hash_text(const char *text, size_t len, char out[HASH_HEX_SIZE])
@@ -1109,8 +1311,8 @@ static void hash_text(const char *text, size_t len, char out[HASH_HEX_SIZE])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-struct policy *policy_load_buffer(const char *json, size_t len, const char *source,
-                                  struct policy_error *err)
+static struct policy *load_text(const char *json, size_t len, const char *source, const char *dir,
+                                bool is_client, struct policy_error *err)
 {
     struct policy_error dummy;
     json_error_t jerr;
@@ -1144,11 +1346,14 @@ struct policy *policy_load_buffer(const char *json, size_t len, const char *sour
     atomic_init(&p->refs, 1);
     snprintf(p->source, sizeof p->source, "%s", err->source);
     p->def = VERDICT_DENY;
+    p->is_client = is_client;
     bool sandbox = json_object_get(root, "egress") || json_object_get(root, "defaultAction") ||
                    json_object_get(root, "default_action");
     if ((sandbox ? parse_sandbox(err, root, p) : parse_native(err, root, p)) < 0)
         goto fail;
     if (compile(err, p) < 0)
+        goto fail;
+    if (p->n_clients && load_clients(err, p, dir) < 0)
         goto fail;
     hash_text(json, len, p->hash);
     json_decref(root);
@@ -1201,7 +1406,34 @@ out:
     return buf;
 }
 
-struct policy *policy_load_file(const char *file, struct policy_error *err)
+struct policy *policy_load_buffer(const char *json, size_t len, const char *source,
+                                  struct policy_error *err)
+{
+    return load_text(json, len, source, NULL, false, err);
+}
+
+struct policy *policy_load_buffer_at(const char *json, size_t len, const char *source,
+                                     const char *dir, struct policy_error *err)
+{
+    return load_text(json, len, source, dir, false, err);
+}
+
+/* The directory part of file ("." when it has none), malloc'd. */
+static char *dir_of(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+    if (!slash)
+        return dup_str(".");
+    size_t n = slash == file ? 1 : (size_t)(slash - file);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, file, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static struct policy *load_file(const char *file, bool is_client, struct policy_error *err)
 {
     struct policy_error dummy;
     size_t len = 0;
@@ -1209,14 +1441,27 @@ struct policy *policy_load_file(const char *file, struct policy_error *err)
         err = &dummy;
     memset(err, 0, sizeof *err);
     snprintf(err->source, sizeof err->source, "%s", file);
-    char *text = read_file(file, &len, err);
-    if (!text)
+    char *dir = dir_of(file);
+    if (!dir) {
+        oom(err, "");
         return NULL;
-    struct policy *p = policy_load_buffer(text, len, file, err);
+    }
+    char *text = read_file(file, &len, err);
+    if (!text) {
+        free(dir);
+        return NULL;
+    }
+    struct policy *p = load_text(text, len, file, dir, is_client, err);
+    free(dir);
     /* The file may hold literal credentials in inject values. */
     explicit_bzero(text, len);
     free(text);
     return p;
+}
+
+struct policy *policy_load_file(const char *file, struct policy_error *err)
+{
+    return load_file(file, false, err);
 }
 
 struct policy *policy_deny_all(void)
@@ -1560,4 +1805,54 @@ size_t policy_rule_inject(const struct policy *p, size_t i, const struct policy_
     }
     *headers = p->rules[i].inject;
     return p->rules[i].n_inject;
+}
+
+bool policy_rule_constrained(const struct policy *p, size_t i)
+{
+    return i < p->n_rules && p->rules[i].constrained;
+}
+
+/* ---- clients --------------------------------------------------------------- */
+
+struct policy *policy_select(struct policy *p, const struct sockaddr *client)
+{
+    const uint8_t *bytes;
+    int family;
+    if (!p || p->n_clients == 0 || !client)
+        return p;
+    if (client->sa_family == AF_INET) {
+        family = AF_INET;
+        bytes = (const uint8_t *)&((const struct sockaddr_in *)client)->sin_addr;
+    } else if (client->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)client)->sin6_addr;
+        /* A dual-stack listener shows IPv4 clients as ::ffff:a.b.c.d. */
+        family = IN6_IS_ADDR_V4MAPPED(a) ? AF_INET : AF_INET6;
+        bytes = family == AF_INET ? a->s6_addr + 12 : a->s6_addr;
+    } else {
+        return p;
+    }
+    int64_t id = match_addrs_lookup(&p->client_ix, family, bytes, accept_any, NULL);
+    return id >= 0 ? p->clients[id].compiled : p;
+}
+
+size_t policy_client_count(const struct policy *p)
+{
+    return p->n_clients;
+}
+
+int policy_client_info(const struct policy *p, size_t i, struct policy_client_info *out)
+{
+    if (i >= p->n_clients)
+        return -1;
+    const struct policy_client *c = &p->clients[i];
+    out->name = c->name;
+    out->file = c->file;
+    out->policy = c->compiled;
+    out->sources = c->sources;
+    out->n_sources = c->n_sources;
+    out->names = (const char *const *)c->names;
+    out->n_names = c->n_names;
+    out->unresolved = (const char *const *)c->unresolved;
+    out->n_unresolved = c->n_unresolved;
+    return 0;
 }

@@ -70,7 +70,7 @@ struct policy_error {
     int line;   /* 0 when not applicable */
     int column; /* 0 when not applicable */
     char path[128];
-    char message[256];
+    char message[512]; /* room for a client policy's own error inside */
 };
 
 struct policy;
@@ -79,6 +79,10 @@ struct policy *policy_load_file(const char *file, struct policy_error *err);
 /* source names the text in error messages (a file name, "PUT /policy"). */
 struct policy *policy_load_buffer(const char *json, size_t len, const char *source,
                                   struct policy_error *err);
+/* As policy_load_buffer; dir is where the relative file names of
+ * "clients" are found (NULL: only absolute ones are accepted). */
+struct policy *policy_load_buffer_at(const char *json, size_t len, const char *source,
+                                     const char *dir, struct policy_error *err);
 /* A policy that denies everything; what a warm pod starts with. */
 struct policy *policy_deny_all(void);
 void policy_format_error(const struct policy_error *err, char *buf, size_t size);
@@ -131,5 +135,33 @@ struct policy_header {
 /* The inject headers of rule i (count returned, *headers set; 0 and NULL
  * when none). They live with the policy. */
 size_t policy_rule_inject(const struct policy *p, size_t i, const struct policy_header **headers);
+
+/* Whether rule i constrains methods or paths (a prompt for it asks about
+ * each such request, not the whole host). */
+bool policy_rule_constrained(const struct policy *p, size_t i);
+
+/* Per-client policies ("clients"). */
+
+/* The policy that decides for a connection or query from client: the
+ * policy of the first client whose source covers the address (IPv4-mapped
+ * IPv6 counts as IPv4), else p itself. Borrowed: it lives as long as p;
+ * take a reference to keep it longer. No allocation, no lock. */
+struct policy *policy_select(struct policy *p, const struct sockaddr *client);
+
+struct policy_client_info {
+    const char *name;
+    const char *file;            /* as opened */
+    const struct policy *policy; /* lives with the main policy */
+    const struct cidr *sources;  /* CIDRs written and addresses names resolved to */
+    size_t n_sources;
+    const char *const *names; /* host-name sources as written */
+    size_t n_names;
+    const char *const *unresolved; /* names that resolved to nothing at load */
+    size_t n_unresolved;
+};
+
+size_t policy_client_count(const struct policy *p);
+/* 0, or -1 when i is out of range. */
+int policy_client_info(const struct policy *p, size_t i, struct policy_client_info *out);
 
 #endif

@@ -111,10 +111,13 @@ void answer_denied(struct conn *c, const char *why)
     const char *what = c->is_connect ? "CONNECT" : c->method;
     char rule[64];
     const char *reason = why;
+    if (reason == NULL && c->approval_reason[0])
+        reason = c->approval_reason;
     if (reason == NULL && c->decision.verdict == VERDICT_PROMPT)
         reason = "the rule asks for an operator's approval, and no approver is attached";
     if (c->decision.rule < 0)
-        snprintf(rule, sizeof rule, "no rule; default deny");
+        snprintf(rule, sizeof rule, "no rule; default %s",
+                 c->policy && policy_default(c->policy) == VERDICT_PROMPT ? "prompt" : "deny");
     else
         snprintf(rule, sizeof rule, "rule %d", c->decision.rule);
     if (reason == NULL)

@@ -28,6 +28,7 @@ static const char *const state_names[] = {
     [CONN_READ_HEAD] = "read_head", [CONN_RESOLVING] = "resolving",
     [CONN_CONNECTING] = "connecting", [CONN_FORWARD] = "forward",
     [CONN_TUNNEL] = "tunnel",        [CONN_CLOSING] = "closing",
+    [CONN_WAITING] = "waiting",
 };
 
 static int trace_states = -1;
@@ -174,6 +175,8 @@ static void reset_request(struct conn *c)
     c->n_addrs = 0;
     c->next_addr = 0;
     c->last_dial_error = 0;
+    c->approval_answer = APPROVAL_ANSWER_NONE;
+    c->approval_reason[0] = '\0';
     if (c->upstream == NULL)
         c->upstream_ip[0] = '\0';
 }
@@ -203,6 +206,9 @@ void conn_log(struct conn *c, const char *decision, int status, const char *reas
     if (c->path[0])
         ev.path = c->path;
     ev.decision = decision;
+    /* A prompted request names who answered. */
+    if (reason == NULL && c->approval_reason[0])
+        reason = c->approval_reason;
     if (c->policy)
         ev.rule = c->decision.rule < 0 ? LOG_RULE_DEFAULT : c->decision.rule;
     ev.reason = reason;
@@ -252,6 +258,10 @@ void conn_close(struct conn *c, const char *why)
             conn_log(c, c->decision.would_deny ? "would_deny" : "allow", c->resp_status, why);
         else if (c->state == CONN_RESOLVING || c->state == CONN_CONNECTING)
             conn_log(c, "error", 0, why);
+    }
+    if (c->approval) {
+        conn_log(c, "error", 0, "closed while waiting for an operator's answer");
+        approval_conn_closed(c);
     }
     if (c->counted_tunnel) {
         limits_tunnel_leave(&c->client_addr);
@@ -391,8 +401,11 @@ static void handle_connect(struct conn *c, const struct http_request *req, size_
         answer_error(c, 400, why, true);
         return;
     }
-    c->policy = proxy_policy_get();
+    c->policy = proxy_policy_for((const struct sockaddr *)&c->client_addr);
     policy_decide(c->policy, &c->dest, &c->decision);
+    /* A prompt parks the request whole; it is read again when answered. */
+    if (c->decision.verdict == VERDICT_PROMPT && approval_wait(c))
+        return;
     /* The tunnel's bytes stay in the buffer until they can be relayed: they
      * are never parsed as another request. */
     evbuffer_drain(in, head_len);
@@ -431,8 +444,11 @@ static void handle_request(struct conn *c, const char *head, size_t head_len,
                            const struct http_request *req)
 {
     struct http_error err = {0, NULL};
-    c->started_us = conn_now_us();
-    metrics_add(&metrics.requests_total, 1);
+    /* A request resumed after a prompt was counted and timed already. */
+    if (c->approval_answer == APPROVAL_ANSWER_NONE) {
+        c->started_us = conn_now_us();
+        metrics_add(&metrics.requests_total, 1);
+    }
     evtimer_del(c->timer);
     copy_bounded(c->method, sizeof c->method, req->method, req->method_len);
     if (c->transparent) {
@@ -648,6 +664,14 @@ void conn_next_request(struct conn *c)
         read_request_head(c);
 }
 
+void conn_resume_request(struct conn *c)
+{
+    conn_set_state(c, CONN_READ_HEAD);
+    c->head_scan_from = 0;
+    arm_timer(c, c->w->cfg->header_timeout_s);
+    read_request_head(c);
+}
+
 void conn_upstream_connected(struct conn *c)
 {
     if (c->intercepted || (c->is_connect && c->intercept_wanted)) {
@@ -721,7 +745,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         /* A half-closed client may still wait for its answer, e.g. a body
          * sent with close-delimited intent; only the states that have no
          * answer pending close at once. */
-        if (c->state == CONN_READ_HEAD || c->state == CONN_CLOSING) {
+        if (c->state == CONN_READ_HEAD || c->state == CONN_CLOSING ||
+            c->state == CONN_WAITING) {
             conn_close(c, "client closed");
             return;
         }
@@ -738,6 +763,10 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->state == CONN_WAITING) {
+        approval_timer(c);
+        return;
+    }
     if (c->state == CONN_READ_HEAD && c->head_started) {
         metrics_add(&metrics.errors[METRICS_ERR_HEADER_TIMEOUT], 1);
         conn_log(c, "error", 408, "request head not received in time");

@@ -13,6 +13,7 @@
 
 #include "http/head.h"
 #include "policy/policy.h"
+#include "proxy/approval.h"
 #include "proxy/proxy.h"
 
 #define CONN_MAX_ADDRS 16
@@ -50,6 +51,14 @@ enum conn_state {
     CONN_FORWARD,    /* an HTTP request/response exchange in flight */
     CONN_TUNNEL,     /* CONNECT established: bytes relayed both ways */
     CONN_CLOSING,    /* last answer being flushed, then close */
+    CONN_WAITING,    /* a prompt: parked until an operator answers */
+};
+
+/* A prompt's answer, carried from the resume to the re-read request. */
+enum approval_answer {
+    APPROVAL_ANSWER_NONE,
+    APPROVAL_ANSWER_ALLOW,
+    APPROVAL_ANSWER_DENY,
 };
 
 enum conn_response_phase {
@@ -143,11 +152,19 @@ struct conn {
     bool intercepted;
     struct host tunnel_host;
     uint16_t tunnel_port;
+
+    /* prompt (approval.c): the question this request waits on, the answer
+     * it resumed with, and who gave it (for the log and the 403). */
+    struct approval_waiter *approval;
+    enum approval_answer approval_answer;
+    char approval_reason[APPROVAL_REASON_MAX];
 };
 
 /* conn.c */
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t len);
 void conn_close(struct conn *c, const char *why);
+/* A prompt was answered: read the parked request's head again. */
+void conn_resume_request(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state s);
 /* dial.c reports a connected upstream here. */
 void conn_upstream_connected(struct conn *c);

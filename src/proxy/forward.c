@@ -316,10 +316,14 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
     c->dest.method_len = strlen(c->method);
     c->dest.path = uri->path;
     c->dest.path_len = uri->path_only_len;
-    c->policy = proxy_policy_get();
+    c->policy = proxy_policy_for((const struct sockaddr *)&c->client_addr);
     policy_decide(c->policy, &c->dest, &c->decision);
     c->dest.path = NULL; /* points into the input buffer, about to go */
     c->dest.path_len = 0;
+    /* A prompt parks the request with its head unread; it comes back
+     * through here with the answer. */
+    if (c->decision.verdict == VERDICT_PROMPT && approval_wait(c))
+        return;
     if (c->decision.verdict != VERDICT_ALLOW) {
         count_decision(c, METRICS_DENY);
         evbuffer_drain(in, head_len);

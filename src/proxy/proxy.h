@@ -21,6 +21,9 @@ struct policy;
 struct proxy_config {
     struct sockaddr_storage listen;
     socklen_t listen_len;
+    /* -1: bind listen. Else an inherited listening socket (--listen fd:N)
+     * that every worker watches: accept hands each connection to one. */
+    int listen_fd;
     int workers;
     int header_timeout_s;  /* whole request head must arrive within this */
     int idle_timeout_s;    /* keep-alive, tunnels and upstream responses */
@@ -41,6 +44,9 @@ void proxy_config_defaults(struct proxy_config *cfg);
 struct policy *proxy_policy_get(void);
 /* Installs p (takes the reference) and releases the old one. */
 void proxy_policy_set(struct policy *p);
+/* The policy deciding for a client address (policy_select over the live
+ * one), referenced: a connection keeps what decided it across reloads. */
+struct policy *proxy_policy_for(const struct sockaddr *client);
 
 /* Starts cfg->workers threads, each listening on cfg->listen. */
 int proxy_start(const struct proxy_config *cfg, char *err, size_t err_size);

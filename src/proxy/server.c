@@ -1,5 +1,6 @@
 /* server: worker threads, listeners, the live policy and client limits. */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -40,6 +41,7 @@ void proxy_config_defaults(struct proxy_config *cfg)
     sin->sin_port = htons(8080);
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cfg->listen_len = sizeof *sin;
+    cfg->listen_fd = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = cpus > 0 && cpus < MAX_WORKERS ? (int)cpus : 1;
     cfg->header_timeout_s = 20;
@@ -60,12 +62,22 @@ struct policy *proxy_policy_get(void)
     return p;
 }
 
+struct policy *proxy_policy_for(const struct sockaddr *client)
+{
+    pthread_mutex_lock(&policy_lock);
+    struct policy *p = live_policy ? policy_ref(policy_select(live_policy, client)) : NULL;
+    pthread_mutex_unlock(&policy_lock);
+    return p;
+}
+
 void proxy_policy_set(struct policy *p)
 {
     pthread_mutex_lock(&policy_lock);
     struct policy *old = live_policy;
     live_policy = p;
     pthread_mutex_unlock(&policy_lock);
+    /* Answers "for this run" hold until the policy changes. */
+    approval_forget();
     if (old)
         policy_unref(old);
 }
@@ -277,6 +289,13 @@ static void check_mark(struct proxy_config *cfg)
 
 static int open_listener(const struct proxy_config *cfg, char *err, size_t err_size)
 {
+    if (cfg->listen_fd >= 0) {
+        /* Each worker's listener closes its own copy when freed. */
+        int dup = fcntl(cfg->listen_fd, F_DUPFD_CLOEXEC, 0);
+        if (dup < 0)
+            snprintf(err, err_size, "proxy listener: %s", strerror(errno));
+        return dup;
+    }
     int fd = socket(cfg->listen.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
@@ -392,8 +411,14 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     evconnlistener_disable(w->listener);
     for (struct conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CONN_READ_HEAD)
+        if (c->state == CONN_READ_HEAD || c->state == CONN_WAITING)
             conn_close(c, "shutdown");
+    }
+    /* Nothing left to finish: stop now, not at the next housekeeping tick
+     * (sluice run waits for this exit). */
+    if (w->conns == NULL) {
+        event_base_loopbreak(w->base);
+        return;
     }
     struct timeval tv = {config.drain_timeout_s, 0};
     event_base_once(w->base, -1, EV_TIMEOUT, on_drain_deadline, w, &tv);
@@ -410,7 +435,7 @@ int proxy_start(const struct proxy_config *cfg, char *err, size_t err_size)
         snprintf(err, err_size, "libevent: no thread support");
         return -1;
     }
-    if (check_port_free(&config, err, err_size) < 0)
+    if (config.listen_fd < 0 && check_port_free(&config, err, err_size) < 0)
         return -1;
     check_mark(&config);
     for (int i = 0; i < config.workers; i++) {

@@ -116,12 +116,19 @@ static void decide_tls(struct conn *c, const char *sni, bool have_sni)
     } else {
         orig_as_host(c, &c->dest.host);
     }
-    c->policy = proxy_policy_get();
+    c->policy = proxy_policy_for((const struct sockaddr *)&c->client_addr);
     policy_decide(c->policy, &c->dest, &c->decision);
+    /* A prompt parks the connection; the ClientHello is read again when
+     * the answer comes. */
+    if (c->decision.verdict == VERDICT_PROMPT && approval_wait(c))
+        return;
     if (c->decision.verdict != VERDICT_ALLOW) {
         metrics_count_decision(METRICS_KIND_TRANSPARENT, METRICS_DENY, c->decision.rule);
         refuse_tls(c, "deny",
-                   c->decision.reason ? c->decision.reason
+                   c->approval_reason[0] ? c->approval_reason
+                   : c->decision.verdict == VERDICT_PROMPT
+                       ? "the rule asks for an operator's approval, and no approver is attached"
+                   : c->decision.reason ? c->decision.reason
                    : c->decision.rule < 0 ? "no rule; default deny" : "denied by rule");
         return;
     }

@@ -468,6 +468,8 @@ class World:
                 location = /whoami {{ return 200 "$server_addr $host\\n"; }}
                 location = /headers {{ return 200 "host=$http_host uri=$request_uri\\n"; }}
                 location = /nocontent {{ return 204; }}
+                # PEP 503 simple-index pages (test_run_clients.py): pip wants text/html.
+                location /simple/ {{ default_type text/html; }}
                 location / {{ }}
               }}
             }}

@@ -162,6 +162,47 @@ static void test_dns_ipv6(void **state)
                                 "accept\n"));
 }
 
+/* A sandbox of a central gateway (the podman jailer): the proxy and the DNS
+ * filter are another machine's address; their packets leave through the
+ * interface, so they get the mark the egress hook lets out. */
+static void test_uid_gateway_proxy(void **state)
+{
+    struct fw_options o;
+    pod_options(&o);
+    o.dns_addr = ip("203.0.113.1");
+    o.has_proxy_addr = true;
+    o.proxy_addr = ip("203.0.113.1");
+    assert_non_null(apply(&o));
+    assert_non_null(strstr(out, "\t\tip daddr 203.0.113.1 tcp dport 8080 meta mark set 0x5c1ce "
+                                "accept\n"));
+    assert_non_null(strstr(out, "\t\tip daddr 203.0.113.1 meta l4proto { tcp, udp } th dport 53 "
+                                "meta mark set 0x5c1ce accept\n"));
+    assert_non_null(strstr(out, "\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 "
+                                "dnat ip to 203.0.113.1:53\n"));
+    assert_null(strstr(out, "dport { 80, 443 }"));
+    /* Only the gateway's port: not every port of the gateway. */
+    assert_null(strstr(out, "ip daddr 203.0.113.1 accept"));
+    /* A redirect to a proxy in another namespace loses the original
+     * destination (SO_ORIGINAL_DST reads the proxy's own conntrack). */
+    o.transparent = true;
+    assert_null(apply(&o));
+    assert_non_null(strstr(err, "--transparent cannot be used with --proxy-addr"));
+    o.mode = FW_MODE_ISOLATE;
+    assert_null(apply(&o));
+    o.mode = FW_MODE_UID;
+    o.transparent = false;
+    o.proxy_addr = ip("2001:db8::1");
+    assert_non_null(apply(&o));
+    assert_non_null(strstr(out, "\t\tip6 daddr 2001:db8::1 tcp dport 8080 meta mark set 0x5c1ce "
+                                "accept\n"));
+    char ipt_err[FW_ERR_SIZE];
+    struct fw_text t;
+    fw_text_init(&t, out, sizeof out);
+    assert_int_equal(fw_ruleset_iptables(&o, AF_INET, false, false, &t, ipt_err, sizeof ipt_err),
+                     -1);
+    assert_non_null(strstr(ipt_err, "nftables"));
+}
+
 static void test_isolate_sets(void **state)
 {
     struct fw_options o;
@@ -539,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_uid_fallback_and_transparent),
         cmocka_unit_test(test_uid_minimal),
         cmocka_unit_test(test_dns_ipv6),
+        cmocka_unit_test(test_uid_gateway_proxy),
         cmocka_unit_test(test_isolate_sets),
         cmocka_unit_test(test_isolate_nested_prefixes),
         cmocka_unit_test(test_address_rules_need_isolate),

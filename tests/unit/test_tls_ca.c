@@ -785,6 +785,10 @@ static void test_cli_name_constraints_refusals(void **state)
     make_dir(base);
     snprintf(dir, sizeof dir, "%s/ca", base);
     snprintf(policy, sizeof policy, "%s/policy.json", base);
+    /* The client's file must exist: the policy loads its clients' files. */
+    char client_file[PATH_SIZE + 16];
+    snprintf(client_file, sizeof client_file, "%s/c.json", base);
+    write_text(client_file, "{\"rules\": [{\"allow\": \"y.example\"}]}");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_text(policy, cases[i].policy);
         CLI(&r, "init", "--dir", dir, "--name-constraints", "--policy", policy);

@@ -1,0 +1,142 @@
+/* jail seccomp: the last thing the child does before exec. Everything is
+ * allowed except the few kernel interfaces that reach around a network
+ * namespace or that the jail's capability drop does not already shut:
+ * socket families other than unix/inet/inet6/netlink (AF_VSOCK is not
+ * namespaced and talks to the hypervisor; AF_PACKET, AF_BLUETOOTH, AF_CAN
+ * and the rest have no business in a jailed command), raw sockets, io_uring
+ * (its own socket/connect operations never pass through this filter), new
+ * user namespaces (where capabilities come back), setns, bpf,
+ * perf_event_open, userfaultfd and the keyrings (not namespaced). Foreign
+ * system-call ABIs (i386 `int 0x80`, x32) are not in the filter at all, so
+ * they could not be checked: they kill the process.
+ *
+ * Each refusal carries the errno a program sees on a kernel without the
+ * feature, so well-behaved programs fall back instead of failing oddly. */
+#include <errno.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "jail/jail.h"
+
+/* The socket type's low bits; the rest are SOCK_NONBLOCK/SOCK_CLOEXEC. */
+#define SOCK_TYPE_MASK 0xf
+/* Families above this (and any value with high bits set) are refused. */
+#define FAMILY_LIMIT 64
+
+struct refusal {
+    int nr;
+    int err;
+};
+
+/* Refused outright, whatever the arguments. */
+static const struct refusal refused[] = {
+    /* io_uring's own socket and connect operations bypass this filter. */
+    {SCMP_SYS(io_uring_setup), ENOSYS},
+    {SCMP_SYS(io_uring_enter), ENOSYS},
+    {SCMP_SYS(io_uring_register), ENOSYS},
+    /* Its flags live in a structure seccomp cannot read: ENOSYS makes libc
+     * fall back to clone(), whose flags it can. */
+    {SCMP_SYS(clone3), ENOSYS},
+    /* Joining another process's namespaces (its network namespace, or a
+     * user namespace of the same user where capabilities come back). */
+    {SCMP_SYS(setns), EPERM},
+    /* Kernel attack surface a jailed command does not need. */
+    {SCMP_SYS(bpf), EPERM},
+    {SCMP_SYS(perf_event_open), EPERM},
+    {SCMP_SYS(userfaultfd), EPERM},
+    /* Keyrings are not namespaced: the caller's session keys are there. */
+    {SCMP_SYS(keyctl), EPERM},
+    {SCMP_SYS(add_key), EPERM},
+    {SCMP_SYS(request_key), EPERM},
+};
+
+/* The families a networked program needs: local sockets, IPv4, IPv6, and
+ * netlink (per network namespace; libc's getaddrinfo and ip(8) use it). */
+static int family_allowed(int family)
+{
+    return family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK;
+}
+
+/* socket() and socketpair() on any other family: EAFNOSUPPORT, as from a
+ * kernel built without it. One rule per family (rules are alternatives,
+ * the comparisons inside one rule all must hold), and one for everything
+ * above, which also catches a family with high bits set. */
+static int refuse_families(scmp_filter_ctx sc, int nr)
+{
+    for (int f = 0; f < FAMILY_LIMIT; f++) {
+        if (family_allowed(f))
+            continue;
+        if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1,
+                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)f, 0)) < 0)
+            return -1;
+    }
+    return seccomp_rule_add(sc, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1,
+                            SCMP_A0(SCMP_CMP_GE, (scmp_datum_t)FAMILY_LIMIT, 0));
+}
+
+/* Raw IP sockets, and the obsolete (AF_INET, SOCK_PACKET) the kernel turns
+ * into a packet socket: EPERM, as without CAP_NET_RAW (dropped already;
+ * this holds even if a capability came back). */
+static int refuse_raw(scmp_filter_ctx sc)
+{
+    static const int families[] = {AF_INET, AF_INET6};
+    static const int types[] = {SOCK_RAW, SOCK_PACKET};
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++)
+            if (seccomp_rule_add(
+                    sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
+                    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i], 0),
+                    SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, (scmp_datum_t)types[j])) < 0)
+                return -1;
+    return 0;
+}
+
+/* A new user namespace gives back every capability inside it (and with
+ * them, new network namespaces and raw sockets there): EPERM, as where
+ * user namespaces are switched off. The flags are clone's and unshare's
+ * first argument on x86_64 and arm64. */
+static int refuse_new_userns(scmp_filter_ctx sc)
+{
+    const int nrs[] = {SCMP_SYS(clone), SCMP_SYS(unshare)};
+    for (size_t i = 0; i < sizeof nrs / sizeof nrs[0]; i++)
+        if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(EPERM), nrs[i], 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)) < 0)
+            return -1;
+    return 0;
+}
+
+int jail_child_seccomp(char *err, size_t err_size)
+{
+    int rc = -1;
+    scmp_filter_ctx sc = seccomp_init(SCMP_ACT_ALLOW);
+    if (sc == NULL) {
+        snprintf(err, err_size, "seccomp: seccomp_init failed");
+        return -1;
+    }
+    /* Only the native ABI is in the filter; a call through another one
+     * (int 0x80, x32 numbers) would go unchecked, so it kills. */
+    if (seccomp_attr_set(sc, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) < 0)
+        goto build_failed;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(refused[i].err), refused[i].nr, 0) < 0)
+            goto build_failed;
+    if (refuse_families(sc, SCMP_SYS(socket)) < 0 ||
+        refuse_families(sc, SCMP_SYS(socketpair)) < 0 || refuse_raw(sc) < 0 ||
+        refuse_new_userns(sc) < 0)
+        goto build_failed;
+    int r = seccomp_load(sc);
+    if (r < 0) {
+        snprintf(err, err_size, "seccomp: loading the filter: %s", strerror(-r));
+        goto out;
+    }
+    rc = 0;
+    goto out;
+build_failed:
+    snprintf(err, err_size, "seccomp: building the filter failed");
+out:
+    seccomp_release(sc);
+    return rc;
+}

@@ -25,6 +25,10 @@ for p in hyperfine bubblewrap; do
   fi
 done
 
+# A machine's default environment: no bundle forced on OpenSSL (sluice then
+# reads the hashed root directory lazily, docs/TLS.md).
+unset SSL_CERT_FILE
+
 ns="slbench$$"
 work=$(mktemp -d)
 cleanup() {

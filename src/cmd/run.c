@@ -657,14 +657,20 @@ static void child_main(const struct run_state *st, const struct run_options *o, 
         fprintf(stderr, "sluice run: warning: %s; the command sees the processes outside\n", err);
     if (st->rootless ? child_send_listeners(sock) < 0 : write(sock, "r", 1) != 1)
         _exit(EXIT_SETUP);
+    /* Root mode: the link is there ("l"); configure this end while the
+     * proxy starts, rather than after it. */
+    if (!st->rootless) {
+        if (!read_byte(sock))
+            _exit(EXIT_SETUP); /* sluice gave up; it said why */
+        if (jail_child_net_setup(err, sizeof err) < 0 ||
+            jail_child_firewall(err, sizeof err) < 0) {
+            fprintf(stderr, "sluice run: setting up the jail: %s\n", err);
+            _exit(EXIT_SETUP);
+        }
+    }
     if (!read_byte(sock))
         _exit(EXIT_SETUP); /* sluice gave up; it said why */
     close(sock);
-    if (!st->rootless &&
-        (jail_child_net_setup(err, sizeof err) < 0 || jail_child_firewall(err, sizeof err) < 0)) {
-        fprintf(stderr, "sluice run: setting up the jail: %s\n", err);
-        _exit(EXIT_SETUP);
-    }
     if (jail_env_apply(st->rootless ? JAIL_LOOP_PROXY_URL : JAIL_PROXY_URL, bundle) < 0 ||
         jail_user_env(&st->user) < 0) {
         fprintf(stderr, "sluice run: environment: %s\n", strerror(errno));
@@ -868,8 +874,9 @@ static int start_jail(struct run_state *st, const struct run_options *o)
 {
     int sp[2] = {-1, -1};
     int rc = -1;
-    /* Both directions on one socket: "ready" (or the listeners) up, "go"
-     * down; EOF either way means the other side is gone. */
+    /* Both directions on one socket: "ready" (or the listeners) up, then
+     * "link" (root mode) and "go" down; EOF either way means the other side
+     * is gone. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
         fprintf(stderr, "sluice run: socketpair: %s\n", strerror(errno));
         goto out;
@@ -900,6 +907,8 @@ static int start_jail(struct run_state *st, const struct run_options *o)
         goto out; /* the child said why */
     st->netns_fd = jail_netns_open(st->child);
     if (st->rootless ? make_admin_listener(st) < 0 : make_link(st) < 0)
+        goto out;
+    if (!st->rootless && write(sp[0], "l", 1) != 1)
         goto out;
     if (o->prompt && start_prompter(st) < 0)
         goto out;

@@ -13,7 +13,7 @@
 
 #define JAIL_HOST_ADDR "198.18.0.1"  /* sluice's end: proxy, DNS, admin */
 #define JAIL_CHILD_ADDR "198.18.0.2" /* the child's end */
-#define JAIL_PREFIX "/30"
+#define JAIL_NETMASK "255.255.255.252" /* /30 */
 #define JAIL_PROXY_PORT 8080
 #define JAIL_ADMIN_PORT 8081
 #define JAIL_DNS_PORT 53
@@ -38,6 +38,12 @@ int jail_veth_create(const char *ifname, pid_t pid, char *err, size_t err_size);
 bool jail_link_in_use(void);
 /* Removes the host end if it is still there (quietly). */
 void jail_veth_delete(const char *ifname);
+/* Sets IFF_UP on ifname in this network namespace. 0, or -1 with err. */
+int jail_link_up(const char *ifname, char *err, size_t err_size);
+/* Gives ifname the IPv4 address addr with netmask (dotted quads), as
+ * `ip addr add` would with the matching prefix. 0, or -1 with err. */
+int jail_link_addr(const char *ifname, const char *addr, const char *netmask, char *err,
+                   size_t err_size);
 
 /* In the child, after unshare(CLONE_NEWNET): lo and JAIL_CHILD_IFNAME up,
  * JAIL_CHILD_ADDR on it; no default route, so only sluice's end is reachable. */

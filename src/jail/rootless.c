@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "jail/jail.h"
+
 #define MAP_TEXT 64
 #define SYSCTL_TEXT 32
 #define LOOP_BACKLOG 4096
@@ -119,26 +121,6 @@ int jail_userns_map(uid_t uid, gid_t gid, char *err, size_t err_size)
     return write_proc("/proc/self/gid_map", map, err, err_size);
 }
 
-/* ip(8) would lose our capabilities at exec (we are not root in the user
- * namespace): set the flag ourselves. */
-static int loopback_up(char *err, size_t err_size)
-{
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int rc = -1;
-    if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
-    }
-    if (rc < 0)
-        snprintf(err, err_size, "bringing lo up: %s", strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
 static int loop_socket(int type, int port, char *err, size_t err_size)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -165,7 +147,9 @@ int jail_loop_listeners(int fds[JAIL_LOOP_FDS], char *err, size_t err_size)
 {
     for (int i = 0; i < JAIL_LOOP_FDS; i++)
         fds[i] = -1;
-    if (loopback_up(err, err_size) < 0)
+    /* ip(8) would lose our capabilities at exec (we are not root in the
+     * user namespace): set the flag ourselves. */
+    if (jail_link_up("lo", err, err_size) < 0)
         return -1;
     fds[JAIL_LOOP_PROXY] = loop_socket(SOCK_STREAM, JAIL_LOOP_PROXY_PORT, err, err_size);
     if (fds[JAIL_LOOP_PROXY] >= 0)

@@ -4,6 +4,8 @@ roots) and the CONNECT host before it answers the CONNECT; on failure the
 client gets a plain 502 naming the error, and no certificate is minted."""
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -106,3 +108,23 @@ def test_passthrough_does_not_verify_upstream(isluice, tls_up):
     assert cert_field(pem, "-issuer") == "issuer=CN = selfsigned.test"
     r = p.icurl("https://selfsigned.test/small")
     assert r.returncode == 60, r.stderr
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["world-ca-in-dir", "empty-dir"])
+def test_system_roots_read_from_the_hashed_directory(isluice, tls_up, world, tmp_path, trusted):
+    """Without --upstream-ca the system roots are OpenSSL's hashed
+    directory, read lazily (SSL_CERT_DIR names it; an empty SSL_CERT_FILE
+    names no bundle). The world's CA linked there is trusted; an empty
+    directory trusts nothing, so the same upstream gets a 502."""
+    d = tmp_path / "certs"
+    d.mkdir()
+    if trusted:
+        shutil.copy(world.ca_pem, d / "world.pem")
+    subprocess.run(["openssl", "rehash", str(d)], check=True, timeout=30)
+    p = isluice(intercept_policy(tls_rules()), upstream_ca=False,
+                env={"SSL_CERT_FILE": "", "SSL_CERT_DIR": str(d)})
+    r = p.icurl("-o", "/dev/null", "-w", "%{http_code}", "https://allowed.test/small")
+    if trusted:
+        assert r.returncode == 0 and r.stdout == b"200", r.stderr
+    else:
+        assert r.returncode != 0 and b"502" in r.stderr, (r.stdout, r.stderr)

@@ -27,6 +27,8 @@ struct admin_hooks {
     bool (*ready)(void *arg);
     /* "proxy-only", "dns+proxy", "nftables", "isolate". */
     const char *(*enforcement_mode)(void *arg);
+    /* The proxy's own confinement: "seccomp" or "off" (NULL hook: "off"). */
+    const char *(*sandbox)(void *arg);
     time_t (*policy_loaded_at)(void *arg);
     /* The kernel enforcement around this process as malloc'd JSON
      * ({"mode": "nftables"|"isolate"|"none"|"unknown", "drops": {...}}), or

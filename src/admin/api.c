@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/sockfd.h"
+#include "policy/patch.h"
 #include "policy/policy.h"
 #include "proxy/approval.h"
 
@@ -312,8 +313,10 @@ static void serve_status(struct admin *a, struct evhttp_request *req, const char
     struct policy *p = live_policy(a);
     const char *mode = a->hooks.enforcement_mode ? a->hooks.enforcement_mode(a->hooks.arg) : NULL;
     json_t *drops = kernel_status(a, &mode);
-    json_t *doc = json_pack("{s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "version", SLUICE_VERSION,
-                            "enforcement_mode", mode ? mode : "proxy-only", "policy",
+    const char *sandbox = a->hooks.sandbox ? a->hooks.sandbox(a->hooks.arg) : NULL;
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "version",
+                            SLUICE_VERSION, "enforcement_mode", mode ? mode : "proxy-only",
+                            "sandbox", sandbox ? sandbox : "off", "policy",
                             policy_summary(a, p), "uptime_seconds",
                             (json_int_t)metrics_uptime_seconds(), "counters", counters(),
                             "kernel_drops", drops, "dns", dns_status(a));
@@ -445,57 +448,232 @@ static void get_policy(struct admin *a, struct evhttp_request *req)
 }
 
 /* Validated exactly as a file is; the live policy changes only when the
- * whole new one compiled. */
-static void put_policy(struct admin *a, struct evhttp_request *req)
+ * whole new one compiled. what names the request in errors and logs ("PUT
+ * /policy"); extra (taken, may be NULL) adds to the 200 answer. All of
+ * this runs on the admin's event loop, as do reloads, so a PATCH read the
+ * policy it replaces: two PATCHes never lose one another's change. */
+static void install_text(struct admin *a, struct evhttp_request *req, const char *what,
+                         const char *text, size_t len, json_t *extra)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
+    char msg[ADMIN_ERR_MAX], rejected[ADMIN_ERR_MAX];
     struct policy_error perr;
-    char msg[ADMIN_ERR_MAX];
     struct policy *p;
     json_t *doc;
 
-    if (a->hooks.install_policy == NULL) {
-        reply_text(req, 501, "this process cannot replace its policy");
-        return;
-    }
-    if (len == 0) {
-        reply_text(req, 400, "empty body: send the policy JSON");
-        return;
-    }
+    snprintf(rejected, sizeof rejected, "admin: %s rejected", what);
     memset(&perr, 0, sizeof perr);
-    p = policy_load_buffer_at((const char *)evbuffer_pullup(in, -1), len, "PUT /policy",
-                              a->hooks.policy_dir, &perr);
+    p = policy_load_buffer_at(text, len, what, a->hooks.policy_dir, &perr);
     if (p == NULL) {
         policy_format_error(&perr, msg, sizeof msg);
-        log_message("warning", "admin: PUT /policy rejected", NULL);
+        log_message("warning", rejected, NULL); /* the error may quote the body */
         reply_json(req, 422, result_failed(msg));
+        json_decref(extra);
         return;
     }
-    doc = json_pack("{s:s, s:s?}", "result", "ok", "hash", policy_hash(p));
+    doc = json_pack("{s:s, s:s?, s:I}", "result", "ok", "hash", policy_hash(p), "rules",
+                    (json_int_t)policy_rule_count(p));
+    if (doc && extra)
+        json_object_update(doc, extra);
+    json_decref(extra);
     /* the hook logs the change: it knows whether the policy went live */
     if (a->hooks.install_policy(a->hooks.arg, p, msg, sizeof msg) < 0) {
         json_decref(doc);
-        log_message("warning", "admin: PUT /policy rejected", NULL);
+        log_message("warning", rejected, NULL);
         reply_json(req, 422, result_failed(msg));
         return;
     }
     reply_json(req, 200, doc);
 }
 
+static void put_policy(struct admin *a, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+
+    if (len == 0) {
+        reply_text(req, 400, "empty body: send the policy JSON");
+        return;
+    }
+    install_text(a, req, "PUT /policy", (const char *)evbuffer_pullup(in, -1), len, NULL);
+}
+
+static int edit_status(enum policy_edit_status st)
+{
+    switch (st) {
+    case POLICY_EDIT_OK:
+        return 200;
+    case POLICY_EDIT_BAD_REQUEST:
+        return 400;
+    case POLICY_EDIT_NOT_FOUND:
+        return 404;
+    case POLICY_EDIT_INVALID:
+        break;
+    }
+    return 422;
+}
+
+static json_t *target_list(char *const *v, size_t n)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++)
+        json_array_append_new(out, json_string(v[i]));
+    return out ? out : json_null();
+}
+
+/* PATCH and DELETE share the end: the edited text goes the way of PUT. */
+static void finish_edit(struct admin *a, struct evhttp_request *req, const char *what,
+                        enum policy_edit_status st, struct policy_edit *e)
+{
+    json_t *extra;
+
+    if (st != POLICY_EDIT_OK) {
+        char rejected[ADMIN_ERR_MAX];
+        snprintf(rejected, sizeof rejected, "admin: %s rejected", what);
+        log_message("warning", rejected, NULL);
+        reply_json(req, edit_status(st), result_failed(e->error));
+        return;
+    }
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
+        extra = json_pack("{s:o, s:I}", "removed", target_list(e->removed, e->n_removed),
+                          "rules_removed", (json_int_t)e->rules_removed);
+    else
+        extra = json_pack("{s:o, s:o}", "replaced", target_list(e->replaced, e->n_replaced),
+                          "added", target_list(e->added, e->n_added));
+    if (extra && e->warning[0])
+        json_object_set_new(extra, "warning", json_string(e->warning));
+    install_text(a, req, what, e->text, e->len, extra);
+}
+
+static void patch_policy(struct admin *a, struct evhttp_request *req, struct policy *live)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in), text_len;
+    const char *text = policy_text(live, &text_len);
+    struct policy_edit e;
+
+    if (len == 0) {
+        reply_json(req, 400, result_failed("empty body: send {\"rules\": [RULE, ...]}"));
+        return;
+    }
+    enum policy_edit_status st =
+        policy_patch_text(text, text_len, (const char *)evbuffer_pullup(in, -1), len, &e);
+    finish_edit(a, req, "PATCH /policy", st, &e);
+    policy_edit_free(&e);
+}
+
+/* The targets come as {"targets": [...]} or as ?target=...&target=... */
+static int delete_targets(struct evhttp_request *req, json_t **out, char *err, size_t err_size)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    json_error_t jerr;
+
+    *out = NULL;
+    if (len > 0 && query && *query) {
+        snprintf(err, err_size, "give the targets as a JSON body or as a query, not both");
+        return -1;
+    }
+    if (len > 0) {
+        json_t *doc =
+            json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+        json_t *t = json_object_get(doc, "targets");
+        if (!doc)
+            snprintf(err, err_size, "body:%d:%d: %s", jerr.line, jerr.column, jerr.text);
+        else if (!json_is_array(t) || json_object_size(doc) != 1)
+            snprintf(err, err_size, "body: send {\"targets\": [\"example.com\", ...]}");
+        else
+            *out = json_incref(t);
+        json_decref(doc);
+        return *out ? 0 : -1;
+    }
+    struct evkeyvalq q;
+    q.tqh_first = NULL;
+    q.tqh_last = &q.tqh_first;
+    *out = json_array();
+    if (query && evhttp_parse_query_str(query, &q) < 0) {
+        snprintf(err, err_size, "the query is not key=value&...");
+        json_decref(*out);
+        *out = NULL;
+    }
+    for (struct evkeyval *kv = q.tqh_first; kv && *out; kv = kv->next.tqe_next) {
+        if (strcmp(kv->key, "target") != 0) {
+            snprintf(err, err_size, "unknown query parameter \"%.64s\"; use target=HOST", kv->key);
+            json_decref(*out);
+            *out = NULL;
+        } else {
+            json_array_append_new(*out, json_string(kv->value));
+        }
+    }
+    evhttp_clear_headers(&q);
+    return *out ? 0 : -1;
+}
+
+static void delete_policy(struct admin *a, struct evhttp_request *req, struct policy *live)
+{
+    char err[ADMIN_ERR_MAX] = "no targets";
+    json_t *targets;
+    size_t text_len, i;
+    const char *text = policy_text(live, &text_len);
+    struct policy_edit e;
+
+    if (delete_targets(req, &targets, err, sizeof err) < 0) {
+        reply_json(req, 400, result_failed(err));
+        return;
+    }
+    size_t n = json_array_size(targets);
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    json_t *v;
+    json_array_foreach(targets, i, v)
+    {
+        if (names && !json_is_string(v)) {
+            snprintf(err, sizeof err, "body: targets[%zu]: must be a host pattern string", i);
+            free(names);
+            names = NULL;
+        } else if (names) {
+            names[i] = json_string_value(v);
+        }
+    }
+    if (names == NULL) {
+        reply_json(req, 400, result_failed(err));
+    } else {
+        enum policy_edit_status st = policy_delete_text(text, text_len, names, n, &e);
+        finish_edit(a, req, "DELETE /policy", st, &e);
+        policy_edit_free(&e);
+    }
+    free(names);
+    json_decref(targets);
+}
+
+/* PATCH and DELETE edit the text of the live policy (secrets included,
+ * never shown), so what they keep is exactly what was live. */
+static void edit_policy(struct admin *a, struct evhttp_request *req)
+{
+    struct policy *live = live_policy(a);
+
+    if (live == NULL) {
+        reply_text(req, 503, "no policy loaded");
+        return;
+    }
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_PATCH)
+        patch_policy(a, req, live);
+    else
+        delete_policy(a, req, live);
+    policy_unref(live);
+}
+
 static void serve_policy(struct admin *a, struct evhttp_request *req, const char *path)
 {
-    switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_PUT:
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD && a->hooks.install_policy == NULL) {
+        reply_text(req, 501, "this process cannot replace its policy");
+    } else if (cmd == EVHTTP_REQ_PUT) {
         put_policy(a, req);
-        break;
-    case EVHTTP_REQ_PATCH:
-    case EVHTTP_REQ_DELETE:
-        reply_text(req, 501, "PATCH and DELETE /policy are not implemented yet; use PUT");
-        break;
-    default:
+    } else if (cmd == EVHTTP_REQ_PATCH || cmd == EVHTTP_REQ_DELETE) {
+        edit_policy(a, req);
+    } else {
         get_policy(a, req);
-        break;
     }
     log_flush();
 }

@@ -27,6 +27,7 @@
 #include "proxy/approval.h"
 #include "proxy/intercept.h"
 #include "proxy/proxy.h"
+#include "proxy/sandbox.h"
 
 #define ERR_SIZE 512
 
@@ -58,6 +59,8 @@ const char cmd_proxy_help[] =
     "                           seconds (default 30; 0: only at load and reload)\n"
     "  --prompt-timeout SEC     how long a prompt rule's request waits for an answer (default 60)\n"
     "  --approver-fd N          a unix stream socket that answers prompts (sluice run --prompt)\n"
+    "  --no-seccomp             do not confine the running proxy with its seccomp filter\n"
+    "                           (for debugging only; see docs/SECURITY.md)\n"
     PROXY_DNS_HELP;
 
 struct proxy_state {
@@ -165,6 +168,11 @@ static char *kernel_status(void *arg)
     return fw_nft_status_json();
 }
 
+static const char *sandbox_mode(void *arg)
+{
+    return proxy_sandbox_active() ? "seccomp" : "off";
+}
+
 static time_t policy_loaded_at(void *arg)
 {
     return state.policy_loaded_at;
@@ -246,6 +254,7 @@ enum {
     OPT_PROMPT_TIMEOUT,
     OPT_APPROVER_FD,
     OPT_WATCH_POLICY,
+    OPT_NO_SECCOMP,
 };
 
 static const struct option long_options[] = {
@@ -269,6 +278,7 @@ static const struct option long_options[] = {
     {"prompt-timeout", required_argument, NULL, OPT_PROMPT_TIMEOUT},
     {"approver-fd", required_argument, NULL, OPT_APPROVER_FD},
     {"watch-policy", no_argument, NULL, OPT_WATCH_POLICY},
+    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
     PROXY_DNS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -285,6 +295,7 @@ struct proxy_options {
     int approver_fd; /* -1: none */
     int clients_refresh_s;
     bool watch_policy;
+    bool no_seccomp;
 };
 
 static int parse_options(int argc, char **argv, struct proxy_options *o)
@@ -304,6 +315,7 @@ static int parse_options(int argc, char **argv, struct proxy_options *o)
         switch (opt) {
         case OPT_POLICY: o->policy_file = optarg; break;
         case OPT_WATCH_POLICY: o->watch_policy = true; break;
+        case OPT_NO_SECCOMP: o->no_seccomp = true; break;
         case OPT_ADMIN: o->admin_addr = optarg; break;
         case OPT_ADMIN_TOKEN: o->admin_token = optarg; break;
         case OPT_LOG: o->log_file = optarg; break;
@@ -435,6 +447,7 @@ static int serve(struct proxy_options *o)
             .current_policy = current_policy,
             .ready = is_ready,
             .enforcement_mode = enforcement_mode,
+            .sandbox = sandbox_mode,
             .policy_loaded_at = policy_loaded_at,
             .kernel_status = kernel_status,
             .dns_status = proxy_dns_status,
@@ -480,6 +493,12 @@ static int serve(struct proxy_options *o)
         fprintf(stderr, "sluice proxy: --watch-policy: %s\n", err);
         goto out;
     }
+    /* Everything that needs more than the running proxy does (binding,
+     * forking the signer, starting threads) is done: confine the process. */
+    if (!o->no_seccomp && proxy_sandbox_install(err, sizeof err) < 0) {
+        fprintf(stderr, "sluice proxy: %s (--no-seccomp runs without the filter)\n", err);
+        goto out;
+    }
     char where[80];
     netaddr_format(&o->cfg.listen, where, sizeof where);
     state.ready = true;
@@ -488,6 +507,8 @@ static int serve(struct proxy_options *o)
     char *kernel = fw_nft_status_json();
     log_message("info", "enforcement", kernel ? kernel : "unknown");
     free(kernel);
+    log_message(o->no_seccomp ? "warning" : "info", "sandbox",
+                o->no_seccomp ? "seccomp filter off (--no-seccomp)" : "seccomp filter on");
     event_base_dispatch(state.base);
     proxy_dns_stop();
     proxy_stop();

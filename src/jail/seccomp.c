@@ -19,12 +19,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/seccomp_net.h"
 #include "jail/jail.h"
-
-/* The socket type's low bits; the rest are SOCK_NONBLOCK/SOCK_CLOEXEC. */
-#define SOCK_TYPE_MASK 0xf
-/* Families above this (and any value with high bits set) are refused. */
-#define FAMILY_LIMIT 64
 
 struct refusal {
     int nr;
@@ -52,47 +48,6 @@ static const struct refusal refused[] = {
     {SCMP_SYS(add_key), EPERM},
     {SCMP_SYS(request_key), EPERM},
 };
-
-/* The families a networked program needs: local sockets, IPv4, IPv6, and
- * netlink (per network namespace; libc's getaddrinfo and ip(8) use it). */
-static int family_allowed(int family)
-{
-    return family == AF_UNIX || family == AF_INET || family == AF_INET6 || family == AF_NETLINK;
-}
-
-/* socket() and socketpair() on any other family: EAFNOSUPPORT, as from a
- * kernel built without it. One rule per family (rules are alternatives,
- * the comparisons inside one rule all must hold), and one for everything
- * above, which also catches a family with high bits set. */
-static int refuse_families(scmp_filter_ctx sc, int nr)
-{
-    for (int f = 0; f < FAMILY_LIMIT; f++) {
-        if (family_allowed(f))
-            continue;
-        if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1,
-                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)f, 0)) < 0)
-            return -1;
-    }
-    return seccomp_rule_add(sc, SCMP_ACT_ERRNO(EAFNOSUPPORT), nr, 1,
-                            SCMP_A0(SCMP_CMP_GE, (scmp_datum_t)FAMILY_LIMIT, 0));
-}
-
-/* Raw IP sockets, and the obsolete (AF_INET, SOCK_PACKET) the kernel turns
- * into a packet socket: EPERM, as without CAP_NET_RAW (dropped already;
- * this holds even if a capability came back). */
-static int refuse_raw(scmp_filter_ctx sc)
-{
-    static const int families[] = {AF_INET, AF_INET6};
-    static const int types[] = {SOCK_RAW, SOCK_PACKET};
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++)
-            if (seccomp_rule_add(
-                    sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 2,
-                    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i], 0),
-                    SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, (scmp_datum_t)types[j])) < 0)
-                return -1;
-    return 0;
-}
 
 /* A new user namespace gives back every capability inside it (and with
  * them, new network namespaces and raw sockets there): EPERM, as where
@@ -123,9 +78,7 @@ int jail_child_seccomp(char *err, size_t err_size)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(refused[i].err), refused[i].nr, 0) < 0)
             goto build_failed;
-    if (refuse_families(sc, SCMP_SYS(socket)) < 0 ||
-        refuse_families(sc, SCMP_SYS(socketpair)) < 0 || refuse_raw(sc) < 0 ||
-        refuse_new_userns(sc) < 0)
+    if (seccomp_net_only_ip_sockets(sc) < 0 || refuse_new_userns(sc) < 0)
         goto build_failed;
     int r = seccomp_load(sc);
     if (r < 0) {

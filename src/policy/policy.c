@@ -121,6 +121,9 @@ struct policy {
     struct policy_dns dns;
     char **doh;
     size_t n_doh;
+    /* The text as loaded, secrets included: PATCH/DELETE /policy edit it. */
+    char *text;
+    size_t text_len;
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -1204,6 +1207,9 @@ static void policy_free(struct policy *p)
     for (size_t i = 0; i < p->n_doh; i++)
         free(p->doh[i]);
     free(p->doh);
+    if (p->text) /* may hold literal credentials in inject values */
+        explicit_bzero(p->text, p->text_len);
+    free(p->text);
     free(p);
 }
 
@@ -1356,6 +1362,13 @@ static struct policy *load_text(const char *json, size_t len, const char *source
     if (p->n_clients && load_clients(err, p, dir) < 0)
         goto fail;
     hash_text(json, len, p->hash);
+    if (!(p->text = malloc(len + 1))) {
+        oom(err, "");
+        goto fail;
+    }
+    memcpy(p->text, json, len);
+    p->text[len] = '\0';
+    p->text_len = len;
     json_decref(root);
     return p;
 fail:
@@ -1854,5 +1867,40 @@ int policy_client_info(const struct policy *p, size_t i, struct policy_client_in
     out->n_names = c->n_names;
     out->unresolved = (const char *const *)c->unresolved;
     out->n_unresolved = c->n_unresolved;
+    return 0;
+}
+
+const char *policy_text(const struct policy *p, size_t *len)
+{
+    *len = p->text_len;
+    return p->text;
+}
+
+/* The canonical spelling of a rule target, so "PyPI.org." and "pypi.org",
+ * or "192.0.2.1" and "192.0.2.1/32", name the same rule. */
+int policy_target_canonical(const char *target, char *out, size_t size, const char **why)
+{
+    struct pattern pat;
+    int n;
+    if (pattern_parse(target, &pat, why) < 0)
+        return -1;
+    switch (pat.type) {
+    case PAT_ANY:
+        n = snprintf(out, size, "*");
+        break;
+    case PAT_BELOW:
+        n = snprintf(out, size, "*.%s", pat.text);
+        break;
+    case PAT_APEX:
+        n = snprintf(out, size, ".%s", pat.text);
+        break;
+    default:
+        n = snprintf(out, size, "%s", pat.text);
+        break;
+    }
+    if (!fits(n, size)) {
+        *why = "too long";
+        return -1;
+    }
     return 0;
 }

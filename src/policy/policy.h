@@ -160,6 +160,15 @@ struct policy_client_info {
     size_t n_unresolved;
 };
 
+/* The text p was loaded from (NUL-terminated; *len set), secrets included:
+ * only for building a changed policy (PATCH/DELETE /policy); never log or
+ * serve it. Lives with the policy. */
+const char *policy_text(const struct policy *p, size_t *len);
+
+/* The canonical form of a rule target (host pattern or address), written to
+ * out: "*", "*.name", ".name", "name" or "addr/prefix". 0, or -1 with why. */
+int policy_target_canonical(const char *target, char *out, size_t size, const char **why);
+
 size_t policy_client_count(const struct policy *p);
 /* 0, or -1 when i is out of range. */
 int policy_client_info(const struct policy *p, size_t i, struct policy_client_info *out);

@@ -179,9 +179,11 @@ static void key_of(const struct conn *c, struct key *k)
 
 static const char *kind_of(const struct conn *c)
 {
+    if (c->intercepted)
+        return "tls";
     if (c->transparent)
         return "transparent";
-    return c->is_connect ? "connect" : c->intercepted ? "tls" : "http";
+    return c->is_connect ? "connect" : "http";
 }
 
 static struct remembered *remembered_find(const struct key *k)

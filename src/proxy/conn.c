@@ -183,9 +183,13 @@ static void reset_request(struct conn *c)
 
 static const char *kind_name(const struct conn *c)
 {
+    /* Requests inside an intercepted tunnel are "tls", redirected or not;
+     * the redirected connection's own line stays "transparent". */
+    if (c->intercepted)
+        return "tls";
     if (c->transparent)
         return "transparent";
-    return c->is_connect ? "connect" : c->intercepted ? "tls" : "http";
+    return c->is_connect ? "connect" : "http";
 }
 
 void conn_log(struct conn *c, const char *decision, int status, const char *reason)
@@ -451,6 +455,17 @@ static void handle_request(struct conn *c, const char *head, size_t head_len,
     }
     evtimer_del(c->timer);
     copy_bounded(c->method, sizeof c->method, req->method, req->method_len);
+    /* First: a redirected connection may be an intercepted TLS one. */
+    if (c->intercepted) {
+        if (!method_is_forwardable(req->method, req->method_len)) {
+            bufferevent_disable(c->client, EV_READ);
+            conn_log(c, "error", 405, "method not allowed through the proxy");
+            answer_error(c, 405, "method not allowed through the proxy", true);
+            return;
+        }
+        intercept_handle_request(c, head, head_len, req);
+        return;
+    }
     if (c->transparent) {
         const char *why = NULL;
         struct http_uri uri;
@@ -466,16 +481,6 @@ static void handle_request(struct conn *c, const char *head, size_t head_len,
             return;
         }
         forward_begin(c, head, head_len, req, &uri);
-        return;
-    }
-    if (c->intercepted) {
-        if (!method_is_forwardable(req->method, req->method_len)) {
-            bufferevent_disable(c->client, EV_READ);
-            conn_log(c, "error", 405, "method not allowed through the proxy");
-            answer_error(c, 405, "method not allowed through the proxy", true);
-            return;
-        }
-        intercept_handle_request(c, head, head_len, req);
         return;
     }
     if (http_method_is(req->method, req->method_len, "CONNECT")) {

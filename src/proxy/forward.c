@@ -297,9 +297,10 @@ void forward_begin(struct conn *c, const char *head, size_t head_len,
     http_chunked_init(&c->req_body.chunked);
     copy_path_for_log(c, uri);
     if (c->intercepted) {
-        /* Inside a tunnel the destination is the CONNECT's, and the Host
-         * header was already checked against it. */
-        c->dest.kind = DEST_CONNECT;
+        /* Inside a tunnel the destination is the CONNECT's (or the
+         * redirected ClientHello's), and the Host header was already
+         * checked against it. */
+        c->dest.kind = c->transparent ? DEST_TRANSPARENT : DEST_CONNECT;
         c->dest.host = c->tunnel_host;
         c->dest.port = c->tunnel_port;
     } else if (c->transparent) {

@@ -5,7 +5,12 @@
  * minted certificate. A certificate is never minted for an upstream that
  * failed verification: the client gets a plain 502 saying why instead.
  * Inside the tunnel every request must name the CONNECT's host and is
- * decided on its own (methods, paths, inject). */
+ * decided on its own (methods, paths, inject).
+ *
+ * A redirected connection (src/proxy/transparent.c) takes the same path
+ * without the CONNECT exchange: its ClientHello, already read, is the
+ * first thing the TLS filter sees, and failures before the handshake end
+ * with a TLS alert since the client speaks no HTTP yet. */
 #include "proxy/intercept.h"
 
 #include <event2/buffer.h>
@@ -110,6 +115,26 @@ bool intercept_available(void)
 static void client_tls_event(struct bufferevent *bev, short what, void *arg);
 static void upstream_tls_event(struct bufferevent *bev, short what, void *arg);
 
+/* Refuses before the client's TLS begins: a CONNECT gets an HTTP answer; a
+ * redirected client, whose ClientHello is waiting, gets a plaintext
+ * handshake_failure alert (valid before any ServerHello), then FIN. */
+static void refuse_before_client_tls(struct conn *c, int status, const char *reason)
+{
+    if (!c->transparent) {
+        answer_error(c, status, reason, true);
+        return;
+    }
+    static const unsigned char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40};
+    if (c->client == NULL) {
+        conn_close(c, reason);
+        return;
+    }
+    struct evbuffer *hello = bufferevent_get_input(c->client);
+    evbuffer_drain(hello, evbuffer_get_length(hello));
+    evbuffer_add(bufferevent_get_output(c->client), alert, sizeof alert);
+    conn_close_after_flush(c, reason);
+}
+
 /* Why a TLS handshake failed, in words for the 502 body and the log. */
 static void describe_tls_failure(struct bufferevent *bev, SSL *ssl, char *buf, size_t size)
 {
@@ -197,8 +222,8 @@ static void begin_client_tls(struct conn *c)
     static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
     SSL_CTX *ctx = tls_minter_ctx_for(minter, &c->tunnel_host, err, sizeof err);
     if (ctx == NULL) {
-        conn_log(c, "error", 502, err);
-        answer_error(c, 502, "cannot make a certificate for this host", true);
+        conn_log(c, "error", c->transparent ? 0 : 502, err);
+        refuse_before_client_tls(c, 502, "cannot make a certificate for this host");
         return;
     }
     /* Same callback on every minted context: setting it again is harmless. */
@@ -210,8 +235,12 @@ static void begin_client_tls(struct conn *c)
         return;
     }
     SSL_set_app_data(ssl, c);
-    evbuffer_add(bufferevent_get_output(c->client), established, sizeof established - 1);
-    conn_write_now(c->client);
+    /* A redirected client never asked for a tunnel: no 200 for it. */
+    if (!c->transparent) {
+        evbuffer_add(bufferevent_get_output(c->client), established, sizeof established - 1);
+        conn_write_now(c->client);
+        c->bytes_down += sizeof established - 1;
+    }
     struct bufferevent *plain = c->client;
     bufferevent_setcb(plain, NULL, NULL, NULL, NULL);
     bufferevent_enable(plain, EV_READ | EV_WRITE);
@@ -224,12 +253,17 @@ static void begin_client_tls(struct conn *c)
     }
     c->client = tls;
     c->client_drain_cb = evbuffer_add_cb(bufferevent_get_output(plain), on_client_socket_drained, c);
-    c->bytes_down += sizeof established - 1;
     bufferevent_setwatermark(tls, EV_READ, 0, CONN_CLIENT_READ_MAX);
     struct timeval tv = {c->w->cfg->header_timeout_s, 0};
     bufferevent_set_timeouts(tls, &tv, NULL);
     bufferevent_setcb(tls, NULL, NULL, client_tls_event, c);
     bufferevent_enable(tls, EV_READ | EV_WRITE);
+    /* The filter only reacts to new input on the socket below it; a
+     * redirected client's ClientHello is there already and nothing more
+     * comes until we answer it. */
+    if (evbuffer_get_length(bufferevent_get_input(plain)) > 0)
+        bufferevent_trigger(plain, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 static void upstream_tls_event(struct bufferevent *bev, short what, void *arg)
@@ -257,9 +291,13 @@ static void upstream_tls_event(struct bufferevent *bev, short what, void *arg)
     metrics_add(&metrics.errors[status == 504 ? METRICS_ERR_UPSTREAM_504
                                               : METRICS_ERR_UPSTREAM_502],
                 1);
-    conn_log(c, "error", status, reason);
+    /* A redirected client is told nothing in HTTP (status 0 in the log). */
+    conn_log(c, "error", c->transparent && !c->intercepted ? 0 : status, reason);
     conn_free_upstream(c);
-    answer_error(c, status, reason, true);
+    if (c->intercepted)
+        answer_error(c, status, reason, true);
+    else
+        refuse_before_client_tls(c, status, reason);
 }
 
 /* SNI, when the client sends one, must name the CONNECT host: a client

@@ -4,7 +4,9 @@
  * tell what it speaks: a TLS ClientHello is decided on its SNI, plain HTTP
  * on its Host header. Either name must resolve to the address the workload
  * actually dialled (the original destination), and only that address is
- * dialled: a client cannot name an allowed host while connecting elsewhere. */
+ * dialled: a client cannot name an allowed host while connecting elsewhere.
+ * An allowed ClientHello is tunnelled, or intercepted like a CONNECT when
+ * the policy intercepts (src/proxy/intercept.c, without the "200"). */
 #include "proxy/transparent.h"
 
 #include <arpa/inet.h>
@@ -19,6 +21,7 @@
 
 #include "core/metrics.h"
 #include "proxy/conn.h"
+#include "proxy/intercept.h"
 #include "tls/clienthello.h"
 
 /* From linux/netfilter_ipv6/ip6_tables.h, which does not build as C17. */
@@ -132,9 +135,13 @@ static void decide_tls(struct conn *c, const char *sni, bool have_sni)
                    : c->decision.rule < 0 ? "no rule; default deny" : "denied by rule");
         return;
     }
-    if (c->decision.needs_intercept) {
+    /* The same rule as for a CONNECT (docs/POLICY.md §8): with interception
+     * on, every allowed name but passthrough ones is intercepted, so a
+     * client cannot skip a method or path rule by ignoring HTTPS_PROXY. */
+    bool passthrough = policy_passthrough(c->policy, &c->dest.host);
+    if (c->decision.needs_intercept && (!intercept_available() || passthrough)) {
         metrics_count_decision(METRICS_KIND_TRANSPARENT, METRICS_DENY, c->decision.rule);
-        refuse_tls(c, "deny", "the rule needs interception; redirected TLS is only tunnelled");
+        refuse_tls(c, "deny", "the rule needs TLS interception, which is not available here");
         return;
     }
     metrics_count_decision(METRICS_KIND_TRANSPARENT,
@@ -148,6 +155,11 @@ static void decide_tls(struct conn *c, const char *sni, bool have_sni)
     metrics_gauge_add(&metrics.tunnels_active, 1);
     c->tunnel_host = c->dest.host;
     c->tunnel_port = c->dest.port;
+    c->intercept_wanted =
+        intercept_available() && policy_intercept_enabled(c->policy) && !passthrough;
+    /* The ClientHello stays in the client's input: the tunnel relays it,
+     * or the TLS filter reads it first when intercepting. */
+    evtimer_del(c->timer);
     bufferevent_disable(c->client, EV_READ);
     dial_start(c);
 }

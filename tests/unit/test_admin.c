@@ -411,6 +411,8 @@ static void test_status_json(void **state)
     doc = json_body();
     assert_string_equal(json_string_value(json_object_get(doc, "version")), SLUICE_VERSION);
     assert_string_equal(json_string_value(json_object_get(doc, "enforcement_mode")), "proxy-only");
+    /* no sandbox hook: the proxy's filter is not known to be on */
+    assert_string_equal(json_string_value(json_object_get(doc, "sandbox")), "off");
     p = json_object_get(doc, "policy");
     assert_string_equal(json_string_value(json_object_get(p, "hash")), live_hash());
     assert_string_equal(json_string_value(json_object_get(p, "loaded_at")), "2023-11-14T22:13:20Z");
@@ -541,11 +543,39 @@ static void test_put_policy_installs(void **state)
     set_live(load_policy(POLICY_A));
 }
 
-static void test_policy_patch_delete_not_implemented(void **state)
+/* PATCH and DELETE edit the live policy by target and install it as PUT
+ * does; src/policy/patch.c's own tests cover the merge itself. */
+static void test_policy_patch_and_delete(void **state)
 {
+    json_t *doc;
+    int installs = atomic_load(&world.installs);
+
     (void)state;
-    assert_int_equal(request("PATCH", "/policy", TOKEN, "{}"), 501);
-    assert_int_equal(request("DELETE", "/policy", TOKEN, NULL), 501);
+    assert_int_equal(request("PATCH", "/policy", NULL, "{\"allow\": \"a.test\"}"), 401);
+    assert_int_equal(request("PATCH", "/policy", TOKEN,
+                             "{\"rules\": [{\"deny\": \"PyPI.org\"}, {\"allow\": \"a.test\"}]}"),
+                     200);
+    doc = json_body();
+    assert_string_equal(json_string_value(json_object_get(doc, "hash")), live_hash());
+    assert_int_equal(json_integer_value(json_object_get(doc, "rules")), 3);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(doc, "replaced"), 0)),
+                        "pypi.org");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(doc, "added"), 0)),
+                        "a.test");
+    json_decref(doc);
+    assert_int_equal(atomic_load(&world.installs), installs + 1);
+    assert_int_equal(request("PATCH", "/policy", TOKEN, "{}"), 422);
+    assert_int_equal(request("PATCH", "/policy", TOKEN, "[1"), 400);
+    assert_int_equal(request("DELETE", "/policy", TOKEN, NULL), 400);
+    assert_int_equal(request("DELETE", "/policy?target=nope.test", TOKEN, NULL), 404);
+    assert_int_equal(request("DELETE", "/policy?target=a.test", TOKEN, "{}"), 400);
+    assert_int_equal(request("DELETE", "/policy", TOKEN, "{\"targets\": [\"a.test\"]}"), 200);
+    doc = json_body();
+    assert_int_equal(json_integer_value(json_object_get(doc, "rules")), 2);
+    assert_int_equal(json_integer_value(json_object_get(doc, "rules_removed")), 1);
+    json_decref(doc);
+    assert_int_equal(atomic_load(&world.installs), installs + 2);
+    set_live(load_policy(POLICY_A));
 }
 
 static void test_oversized_body_refused(void **state)
@@ -821,7 +851,7 @@ int main(void)
         cmocka_unit_test(test_get_policy_redacts_inject),
         cmocka_unit_test(test_put_policy_invalid_keeps_old),
         cmocka_unit_test(test_put_policy_installs),
-        cmocka_unit_test(test_policy_patch_delete_not_implemented),
+        cmocka_unit_test(test_policy_patch_and_delete),
         cmocka_unit_test(test_oversized_body_refused),
         cmocka_unit_test(test_approvals_empty),
         cmocka_unit_test(test_unknown_path_and_wrong_method),

@@ -30,6 +30,23 @@ static const char *status_text(int status)
     }
 }
 
+/* A redirected TLS client (transparent, not intercepted) has sent a
+ * ClientHello and speaks no HTTP: it gets a plaintext handshake_failure
+ * alert (valid before any ServerHello), then FIN, instead of HTTP bytes it
+ * would misread as a broken record. */
+static bool answered_with_tls_alert(struct conn *c, const char *reason)
+{
+    if (!c->transparent || !c->is_connect || c->intercepted)
+        return false;
+    static const unsigned char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40};
+    struct evbuffer *hello = bufferevent_get_input(c->client);
+    evbuffer_drain(hello, evbuffer_get_length(hello));
+    evbuffer_add(bufferevent_get_output(c->client), alert, sizeof alert);
+    conn_write_now(c->client);
+    conn_close_after_flush(c, reason);
+    return true;
+}
+
 static void send_answer(struct conn *c, int status, const char *decision, const char *body,
                         bool close_after)
 {
@@ -37,6 +54,8 @@ static void send_answer(struct conn *c, int status, const char *decision, const 
         conn_close(c, "client gone");
         return;
     }
+    if (answered_with_tls_alert(c, body))
+        return;
     struct evbuffer *out = bufferevent_get_output(c->client);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\n"

@@ -10,7 +10,7 @@
  * A redirected connection (src/proxy/transparent.c) takes the same path
  * without the CONNECT exchange: its ClientHello, already read, is the
  * first thing the TLS filter sees, and failures before the handshake end
- * with a TLS alert since the client speaks no HTTP yet. */
+ * with a TLS alert since the client speaks no HTTP yet (answer.c). */
 #include "proxy/intercept.h"
 
 #include <event2/buffer.h>
@@ -115,26 +115,6 @@ bool intercept_available(void)
 static void client_tls_event(struct bufferevent *bev, short what, void *arg);
 static void upstream_tls_event(struct bufferevent *bev, short what, void *arg);
 
-/* Refuses before the client's TLS begins: a CONNECT gets an HTTP answer; a
- * redirected client, whose ClientHello is waiting, gets a plaintext
- * handshake_failure alert (valid before any ServerHello), then FIN. */
-static void refuse_before_client_tls(struct conn *c, int status, const char *reason)
-{
-    if (!c->transparent) {
-        answer_error(c, status, reason, true);
-        return;
-    }
-    static const unsigned char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40};
-    if (c->client == NULL) {
-        conn_close(c, reason);
-        return;
-    }
-    struct evbuffer *hello = bufferevent_get_input(c->client);
-    evbuffer_drain(hello, evbuffer_get_length(hello));
-    evbuffer_add(bufferevent_get_output(c->client), alert, sizeof alert);
-    conn_close_after_flush(c, reason);
-}
-
 /* Why a TLS handshake failed, in words for the 502 body and the log. */
 static void describe_tls_failure(struct bufferevent *bev, SSL *ssl, char *buf, size_t size)
 {
@@ -223,7 +203,7 @@ static void begin_client_tls(struct conn *c)
     SSL_CTX *ctx = tls_minter_ctx_for(minter, &c->tunnel_host, err, sizeof err);
     if (ctx == NULL) {
         conn_log(c, "error", c->transparent ? 0 : 502, err);
-        refuse_before_client_tls(c, 502, "cannot make a certificate for this host");
+        answer_error(c, 502, "cannot make a certificate for this host", true);
         return;
     }
     /* Same callback on every minted context: setting it again is harmless. */
@@ -294,10 +274,9 @@ static void upstream_tls_event(struct bufferevent *bev, short what, void *arg)
     /* A redirected client is told nothing in HTTP (status 0 in the log). */
     conn_log(c, "error", c->transparent && !c->intercepted ? 0 : status, reason);
     conn_free_upstream(c);
-    if (c->intercepted)
-        answer_error(c, status, reason, true);
-    else
-        refuse_before_client_tls(c, status, reason);
+    /* A redirected client that has not started TLS gets an alert instead
+     * (answer.c). */
+    answer_error(c, status, reason, true);
 }
 
 /* SNI, when the client sends one, must name the CONNECT host: a client

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,6 +216,23 @@ int jail_child_drop_privileges(char *err, size_t err_size)
             snprintf(err, err_size, "dropping capability %d: %s", caps[i], strerror(errno));
             return -1;
         }
+    }
+    /* A root exec gains the inheritable and ambient sets on top of the
+     * bounding set (a container or service may hand them in): empty both,
+     * or CAP_NET_ADMIN could come back through them. */
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) < 0) {
+        snprintf(err, err_size, "reading capabilities: %s", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+        data[i].inheritable = 0;
+    if (syscall(SYS_capset, &hdr, data) < 0 ||
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) {
+        snprintf(err, err_size, "clearing inheritable capabilities: %s", strerror(errno));
+        return -1;
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
         snprintf(err, err_size, "no_new_privs: %s", strerror(errno));

@@ -6,7 +6,8 @@
  * and the rest have no business in a jailed command), raw sockets, io_uring
  * (its own socket/connect operations never pass through this filter), new
  * user namespaces (where capabilities come back), setns, bpf,
- * perf_event_open, userfaultfd and the keyrings (not namespaced). Foreign
+ * perf_event_open, userfaultfd, the keyrings (not namespaced) and TIOCSTI
+ * (typing into the terminal a --prompt question is asked on). Foreign
  * system-call ABIs (i386 `int 0x80`, x32) are not in the filter at all, so
  * they could not be checked: they kill the process.
  *
@@ -17,6 +18,7 @@
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "core/seccomp_net.h"
@@ -63,6 +65,15 @@ static int refuse_new_userns(scmp_filter_ctx sc)
     return 0;
 }
 
+/* TIOCSTI types into a terminal's input: CMD shares the one the --prompt
+ * prompter reads its answers from, so it could answer its own question.
+ * The request is an int in the kernel, whatever the register's upper half. */
+static int refuse_tiocsti(scmp_filter_ctx sc)
+{
+    return seccomp_rule_add(sc, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                            SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
+}
+
 int jail_child_seccomp(char *err, size_t err_size)
 {
     int rc = -1;
@@ -78,7 +89,8 @@ int jail_child_seccomp(char *err, size_t err_size)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (seccomp_rule_add(sc, SCMP_ACT_ERRNO(refused[i].err), refused[i].nr, 0) < 0)
             goto build_failed;
-    if (seccomp_net_only_ip_sockets(sc) < 0 || refuse_new_userns(sc) < 0)
+    if (seccomp_net_only_ip_sockets(sc) < 0 || refuse_new_userns(sc) < 0 ||
+        refuse_tiocsti(sc) < 0)
         goto build_failed;
     int r = seccomp_load(sc);
     if (r < 0) {

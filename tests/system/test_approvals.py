@@ -383,6 +383,27 @@ def test_run_prompt_for_the_run_asks_once(run):
     assert code == 0, out
 
 
+def test_run_prompt_cannot_be_answered_by_the_command(run):
+    """The command shares the terminal the prompter reads: typing into it
+    with TIOCSTI before its request would answer its own question."""
+    cmd = run_prompt_command(run)
+    i = cmd.index("curl")
+    curl = cmd[i:]
+    cmd[i:] = ["python3", "-c",
+               "import fcntl, subprocess, sys, termios\n"
+               "try:\n"
+               "    for ch in b'o\\n':\n"
+               "        fcntl.ioctl(0, termios.TIOCSTI, bytes([ch]))\n"
+               "    print('typed', flush=True)\n"
+               "except OSError as e:\n"
+               "    print('refused', e.errno, flush=True)\n"
+               "sys.exit(subprocess.call(sys.argv[1:]))\n"] + curl
+    code, out = drive_pty(cmd, run.env, [b"d\n"])
+    assert b"refused" in out and b"typed" not in out, out
+    assert b"status=403" in out and b"status=200" not in out, out
+    assert code == 0, out
+
+
 def test_run_prompt_without_a_terminal_denies(run):
     # No controlling terminal (a new session) and no tty on stdin/stdout.
     r = subprocess.run(run_prompt_command(run), env=run.env, stdin=subprocess.DEVNULL,

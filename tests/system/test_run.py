@@ -246,6 +246,21 @@ def test_escapes_from_inside_fail(run, escape):
     assert b"ok" not in r.stdout
 
 
+def test_inherited_capabilities_do_not_come_back(run):
+    """A root CMD gains the inheritable and ambient sets at exec, on top of
+    the bounding set: a sluice started with CAP_NET_ADMIN there (as some
+    containers and services start it) must still leave CMD without it."""
+    caps = "+net_admin,+net_raw"
+    cmd = ["setpriv", "--inh-caps", caps, "--ambient-caps", caps] + run.command(
+        ["--quiet"], ["sh", "-c", "grep CapEff /proc/self/status; nft flush ruleset && echo ok"])
+    r = subprocess.run(cmd, env=run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=60 * SLOW)
+    check_clean(r.stderr)
+    eff = int(r.stdout.split()[1], 16)
+    assert not eff & (1 << 12 | 1 << 13), r.stdout  # CAP_NET_ADMIN, CAP_NET_RAW
+    assert b"ok" not in r.stdout and r.returncode not in (0, 125), (r.stdout, r.stderr)
+
+
 def test_dns_filter_answers_allowed_names_only(run):
     r = run(["--quiet", "--allow", "allowed.test"],
             ["sh", "-c", "dig +short +time=2 allowed.test; echo --; "

@@ -23,58 +23,18 @@
 
 #include "jail/jail.h"
 
-#define ERR_SIZE 256
-#define OK_CODE 0
+static int install_filter(void)
+{
+    char err[256];
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || jail_child_seccomp(err, sizeof err) < 0
+               ? -1
+               : 0;
+}
+
+#include "seccomp_probes.h"
+
 #define X32_SYSCALL_BIT 0x40000000L
 
-/* One probe: returns 0 when the call succeeded, else its errno. */
-typedef int (*probe_fn)(void);
-
-/* Runs probe in a filtered child; the wait status of that child. The
- * child exits with the probe's result (errno values fit in 8 bits). */
-static int run_filtered(probe_fn probe)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char err[ERR_SIZE];
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || jail_child_seccomp(err, sizeof err) < 0)
-            _exit(255);
-        _exit(probe());
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return status;
-}
-
-static void expect_errno(probe_fn probe, int want)
-{
-    int status = run_filtered(probe);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), want);
-}
-
-static int result(long rc)
-{
-    return rc < 0 ? errno : OK_CODE;
-}
-
-static int sock(int family, int type, int proto)
-{
-    int fd = socket(family, type, proto);
-    if (fd >= 0)
-        close(fd);
-    return result(fd);
-}
-
-static int probe_packet(void)
-{
-    return sock(AF_PACKET, SOCK_RAW, 0);
-}
-static int probe_vsock(void)
-{
-    return sock(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-}
 static int probe_bluetooth(void)
 {
     return sock(AF_BLUETOOTH, SOCK_SEQPACKET, 0);
@@ -82,19 +42,6 @@ static int probe_bluetooth(void)
 static int probe_can(void)
 {
     return sock(AF_CAN, SOCK_RAW, 1);
-}
-/* The family is an int: high bits must not smuggle AF_INET past a check. */
-static int probe_family_high_bits(void)
-{
-    return result(syscall(SYS_socket, 0x100000000L | AF_PACKET, SOCK_RAW, 0));
-}
-static int probe_raw_inet(void)
-{
-    return sock(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 1);
-}
-static int probe_raw_inet6(void)
-{
-    return sock(AF_INET6, SOCK_RAW, 58);
 }
 static int probe_inet_sock_packet(void)
 {
@@ -119,15 +66,6 @@ static int probe_allowed_sockets(void)
         return r;
     return OK_CODE;
 }
-static int probe_io_uring(void)
-{
-    char params[120] = {0}; /* struct io_uring_params */
-    return result(syscall(SYS_io_uring_setup, 4, params));
-}
-static int probe_clone3(void)
-{
-    return result(syscall(SYS_clone3, NULL, 0));
-}
 static int probe_unshare_user(void)
 {
     return result(unshare(CLONE_NEWUSER | CLONE_NEWNET));
@@ -140,16 +78,6 @@ static int probe_clone_user(void)
     if (rc > 0)
         waitpid((pid_t)rc, NULL, 0);
     return result(rc);
-}
-static int probe_setns(void)
-{
-    return result(setns(-1, CLONE_NEWNET)); /* EBADF without the filter */
-}
-static int probe_bpf(void)
-{
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    return result(syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr));
 }
 static int probe_perf(void)
 {
@@ -166,34 +94,6 @@ static int probe_perf(void)
 static int probe_userfaultfd(void)
 {
     return result(syscall(SYS_userfaultfd, 0));
-}
-static int probe_keyctl(void)
-{
-    return result(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
-}
-
-static void *thread_body(void *arg)
-{
-    return arg;
-}
-/* fork() and pthread_create() still work: clone3's ENOSYS makes glibc use
- * clone, and plain clone flags pass. */
-static int probe_fork_and_thread(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return errno;
-    if (pid == 0)
-        _exit(0);
-    int status;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return 100;
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, thread_body, NULL);
-    if (rc)
-        return rc;
-    pthread_join(t, NULL);
-    return OK_CODE;
 }
 
 #if defined(__x86_64__)

@@ -29,56 +29,21 @@
 
 #include "proxy/sandbox.h"
 
+static int install_filter(void)
+{
+    char err[256];
+    return proxy_sandbox_install(err, sizeof err) < 0 || !proxy_sandbox_active() ? -1 : 0;
+}
+
+#include "seccomp_probes.h"
+
 #define ERR_SIZE 256
-#define OK_CODE 0
-#define SETUP_FAILED 255
-
-typedef int (*probe_fn)(void);
-
-/* Runs probe in a filtered child; the wait status of that child. The
- * child exits with the probe's result (errno values fit in 8 bits). */
-static int run_filtered(probe_fn probe)
-{
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char err[ERR_SIZE];
-        /* A SIGSYS kill would otherwise leave a core file behind. */
-        setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
-        if (proxy_sandbox_install(err, sizeof err) < 0 || !proxy_sandbox_active())
-            _exit(SETUP_FAILED);
-        _exit(probe());
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    return status;
-}
-
-static void expect_errno(probe_fn probe, int want)
-{
-    int status = run_filtered(probe);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), want);
-}
 
 static void expect_killed(probe_fn probe)
 {
     int status = run_filtered(probe);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGSYS);
-}
-
-static int result(long rc)
-{
-    return rc < 0 ? errno : OK_CODE;
-}
-
-static int sock(int family, int type, int proto)
-{
-    int fd = socket(family, type, proto);
-    if (fd >= 0)
-        close(fd);
-    return result(fd);
 }
 
 static int probe_execve(void)
@@ -103,30 +68,10 @@ static int probe_process_vm_readv(void)
     struct iovec local = {buf, sizeof buf}, remote = {buf, sizeof buf};
     return result(process_vm_readv(getppid(), &local, 1, &remote, 1, 0));
 }
-static int probe_packet(void)
-{
-    return sock(AF_PACKET, SOCK_RAW, 0);
-}
-static int probe_vsock(void)
-{
-    return sock(AF_VSOCK, SOCK_STREAM, 0);
-}
-static int probe_family_high_bits(void)
-{
-    return result(syscall(SYS_socket, 0x100000000L | AF_PACKET, SOCK_RAW, 0));
-}
 static int probe_socketpair_vsock(void)
 {
     int sv[2];
     return result(socketpair(AF_VSOCK, SOCK_STREAM, 0, sv));
-}
-static int probe_raw_inet(void)
-{
-    return sock(AF_INET, SOCK_RAW | SOCK_CLOEXEC, 1);
-}
-static int probe_raw_inet6(void)
-{
-    return sock(AF_INET6, SOCK_RAW, 58);
 }
 static int probe_unshare_net(void)
 {
@@ -141,14 +86,6 @@ static int probe_clone_net(void)
         waitpid((pid_t)rc, NULL, 0);
     return result(rc);
 }
-static int probe_clone3(void)
-{
-    return result(syscall(SYS_clone3, NULL, 0));
-}
-static int probe_setns(void)
-{
-    return result(setns(-1, CLONE_NEWNET)); /* EBADF without the filter */
-}
 static int probe_mount(void)
 {
     return result(mount("none", "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL));
@@ -156,21 +93,6 @@ static int probe_mount(void)
 static int probe_chroot(void)
 {
     return result(chroot("/"));
-}
-static int probe_io_uring(void)
-{
-    char params[120] = {0}; /* struct io_uring_params */
-    return result(syscall(SYS_io_uring_setup, 4, params));
-}
-static int probe_bpf(void)
-{
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    return result(syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr));
-}
-static int probe_keyctl(void)
-{
-    return result(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0));
 }
 static int probe_personality(void)
 {
@@ -200,30 +122,6 @@ static int probe_proxy_calls(void)
     if (f < 0)
         return errno;
     close(f);
-    return OK_CODE;
-}
-
-static void *thread_body(void *arg)
-{
-    return arg;
-}
-/* fork() and pthread_create() still work: clone3's ENOSYS makes glibc use
- * clone, and plain clone flags pass. */
-static int probe_fork_and_thread(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return errno;
-    if (pid == 0)
-        _exit(0);
-    int status;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return 100;
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, thread_body, NULL);
-    if (rc)
-        return rc;
-    pthread_join(t, NULL);
     return OK_CODE;
 }
 
